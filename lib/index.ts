@@ -1,2 +1,18 @@
 /** zrpc: typed RPC and messaging over ZeroMQ. This file is the public surface and nothing else. */
 export { RpcError, STATUS_CODES, RETRYABLE_CODES, isStatusCode, type StatusCode } from './errors.js'
+export {
+  defineService,
+  type CallOptions,
+  type MethodDefinition,
+  type MethodMap,
+  type ServiceClient,
+  type ServiceDefinition,
+  type ServiceHandlers,
+  type ParamsOf,
+  type ResultOf,
+} from './service/contract.js'
+export { RpcServer, type RpcServerOptions, type RpcServerStats } from './service/server.js'
+export { RpcClient, type RpcClientOptions } from './service/client.js'
+export type { CallContext } from './rpc/dispatcher.js'
+export type { Metadata } from './codec/envelope.js'
+export type { ValidationIssue } from './service/validator.js'

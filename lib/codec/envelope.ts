@@ -1,0 +1,165 @@
+/**
+ * The zrpc/1 envelope: how calls, replies, errors and cancels are written into a frame.
+ *
+ * Every frame is a CBOR sequence of one or more envelopes. Each envelope is a CBOR array whose first
+ * two items are the protocol version and the message kind. Payloads (params, results) ride as byte
+ * strings holding their own CBOR, so an intermediary such as the broker can read an envelope's header
+ * (id, deadline) without touching the payload.
+ *
+ * ```
+ *   REQUEST  [1, 0, id, service, method, timeoutMs, metadata | null, params: bstr]
+ *   REPLY    [1, 1, id, result: bstr]
+ *   ERROR    [1, 2, id, code: tstr, message: tstr, details | null]
+ *   CANCEL   [1, 3, id]
+ *   4..15    reserved (heartbeat, streams); a peer counts and drops kinds it does not know
+ * ```
+ * docs/protocol.md is the normative text.
+ */
+import { isStatusCode, type StatusCode } from '../errors.js'
+import { CborProfileError, DEFAULT_CBOR_LIMITS, decodeChecked, encodeCbor, scanCbor, type CborLimits } from './cbor.js'
+
+export const PROTOCOL_VERSION = 1
+
+export const Kind = { Request: 0, Reply: 1, Error: 2, Cancel: 3 } as const
+export type Kind = (typeof Kind)[keyof typeof Kind]
+
+/** Call metadata: string keys to string values, like gRPC's. */
+export type Metadata = Record<string, string>
+
+export interface RequestEnvelope {
+  readonly kind: typeof Kind.Request
+  readonly id: number
+  readonly service: string
+  readonly method: string
+  /** Milliseconds left when the sender wrote the frame: a relative budget, so clocks need not agree. */
+  readonly timeoutMs: number
+  readonly metadata: Metadata | null
+  /** CBOR bytes of the params; decoded only by the handler's side. */
+  readonly params: Uint8Array
+}
+
+export interface ReplyEnvelope {
+  readonly kind: typeof Kind.Reply
+  readonly id: number
+  readonly result: Uint8Array
+}
+
+export interface ErrorEnvelope {
+  readonly kind: typeof Kind.Error
+  readonly id: number
+  readonly code: StatusCode
+  readonly message: string
+  readonly details: unknown
+}
+
+export interface CancelEnvelope {
+  readonly kind: typeof Kind.Cancel
+  readonly id: number
+}
+
+export type Envelope = RequestEnvelope | ReplyEnvelope | ErrorEnvelope | CancelEnvelope
+
+/**
+ * An envelope that could not be accepted. `id` is set when the envelope was readable far enough to
+ * answer it with an error; `code` is the status that answer should carry.
+ */
+export interface Malformed {
+  readonly kind: 'malformed'
+  readonly id: number | undefined
+  readonly code: StatusCode
+  readonly reason: string
+}
+
+/** Largest id a peer may use: ids must stay exact in a JavaScript number. */
+export const MAX_ID = Number.MAX_SAFE_INTEGER
+
+export function encodeRequest(
+  id: number,
+  service: string,
+  method: string,
+  timeoutMs: number,
+  metadata: Metadata | null,
+  params: Uint8Array,
+): Buffer {
+  return encodeCbor([PROTOCOL_VERSION, Kind.Request, id, service, method, timeoutMs, metadata, params])
+}
+
+export function encodeReply(id: number, result: Uint8Array): Buffer {
+  return encodeCbor([PROTOCOL_VERSION, Kind.Reply, id, result])
+}
+
+export function encodeError(id: number, code: StatusCode, message: string, details?: unknown): Buffer {
+  return encodeCbor([PROTOCOL_VERSION, Kind.Error, id, code, message, details ?? null])
+}
+
+export function encodeCancel(id: number): Buffer {
+  return encodeCbor([PROTOCOL_VERSION, Kind.Cancel, id])
+}
+
+const isId = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_ID
+const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array
+
+function isMetadata(v: unknown): v is Metadata | null {
+  if (v === null) return true
+  if (typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return false
+  for (const value of Object.values(v as object)) if (typeof value !== 'string') return false
+  return true
+}
+
+const malformed = (id: number | undefined, code: StatusCode, reason: string): Malformed => ({ kind: 'malformed', id, code, reason })
+
+/** Checks one decoded item against the envelope shapes. */
+export function toEnvelope(item: unknown): Envelope | Malformed {
+  if (!Array.isArray(item) || item.length < 3) return malformed(undefined, 'INVALID_ARGUMENT', 'envelope is not an array of 3 or more items')
+  const [version, kind, id] = item as unknown[]
+  const knownId = isId(id) ? id : undefined
+  if (version !== PROTOCOL_VERSION) {
+    return malformed(knownId, 'FAILED_PRECONDITION', `unsupported protocol version ${String(version)}, this peer speaks ${PROTOCOL_VERSION}`)
+  }
+  if (knownId === undefined) return malformed(undefined, 'INVALID_ARGUMENT', 'envelope id is not an unsigned integer')
+  switch (kind) {
+    case Kind.Request: {
+      const [, , , service, method, timeoutMs, metadata, params] = item as unknown[]
+      if (item.length !== 8) return malformed(knownId, 'INVALID_ARGUMENT', 'request envelope must have 8 items')
+      if (typeof service !== 'string' || typeof method !== 'string') return malformed(knownId, 'INVALID_ARGUMENT', 'service and method must be text')
+      if (!isId(timeoutMs)) return malformed(knownId, 'INVALID_ARGUMENT', 'timeoutMs must be an unsigned integer')
+      if (!isMetadata(metadata)) return malformed(knownId, 'INVALID_ARGUMENT', 'metadata must be a map of text to text, or null')
+      if (!isBytes(params)) return malformed(knownId, 'INVALID_ARGUMENT', 'params must be a byte string')
+      return { kind: Kind.Request, id: knownId, service, method, timeoutMs, metadata, params }
+    }
+    case Kind.Reply: {
+      const result = item[3] as unknown
+      if (item.length !== 4 || !isBytes(result)) return malformed(knownId, 'INTERNAL', 'reply envelope must be [1, 1, id, bytes]')
+      return { kind: Kind.Reply, id: knownId, result }
+    }
+    case Kind.Error: {
+      const [, , , code, message, details] = item as unknown[]
+      if (item.length !== 6 || typeof message !== 'string') return malformed(knownId, 'INTERNAL', 'error envelope must be [1, 2, id, code, message, details]')
+      // An unknown code from a newer peer still ends the call, as UNKNOWN.
+      if (!isStatusCode(code)) return { kind: Kind.Error, id: knownId, code: 'UNKNOWN', message: `${String(code)}: ${message}`, details }
+      return { kind: Kind.Error, id: knownId, code, message, details }
+    }
+    case Kind.Cancel:
+      if (item.length !== 3) return malformed(knownId, 'INVALID_ARGUMENT', 'cancel envelope must be [1, 3, id]')
+      return { kind: Kind.Cancel, id: knownId }
+    default:
+      return malformed(knownId, 'UNIMPLEMENTED', `unknown message kind ${String(kind)}`)
+  }
+}
+
+/**
+ * Reads every envelope in a frame. A frame that is not profile CBOR yields one Malformed with no id;
+ * otherwise each item is checked on its own, so one bad envelope does not hide its neighbours.
+ */
+export function parseFrame(frame: Uint8Array, limits: CborLimits = DEFAULT_CBOR_LIMITS): Array<Envelope | Malformed> {
+  const ends = scanCbor(frame, limits)
+  if (ends instanceof CborProfileError) return [malformed(undefined, 'INVALID_ARGUMENT', `frame is not zrpc CBOR: ${ends.message}`)]
+  if (ends.length === 1) return [toEnvelope(decodeChecked(frame))]
+  const out: Array<Envelope | Malformed> = []
+  let start = 0
+  for (const end of ends) {
+    out.push(toEnvelope(decodeChecked(frame.subarray(start, end))))
+    start = end
+  }
+  return out
+}

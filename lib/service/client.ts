@@ -1,0 +1,132 @@
+/**
+ * RpcClient: calls typed services on one or more servers.
+ *
+ * @example
+ * const client = new RpcClient({ connect: 'tcp://127.0.0.1:5555' })
+ * const calc = client.service(Calc)
+ * const sum = await calc.add({ a: 1, b: 2 })
+ */
+import { RpcError } from '../errors.js'
+import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
+import { MAX_ID, type Metadata } from '../codec/envelope.js'
+import { Channel, type ChannelStats } from '../rpc/channel.js'
+import type { CallOptions, ServiceClient, ServiceDefinition } from './contract.js'
+import { validatorsFor } from './validator.js'
+import { DEFAULT_MAX_MESSAGE_SIZE } from './server.js'
+
+export interface RpcClientOptions {
+  /** A server endpoint, or several: calls are spread over them in turn. */
+  readonly connect: string | readonly string[]
+  /** Default time budget of every call in ms (default 30 000). Every call has a deadline. */
+  readonly timeoutMs?: number
+  /** Largest message sent or accepted, in bytes (default 4 MiB). */
+  readonly maxMessageSize?: number
+  /** Join calls that wait behind a send into one frame (default true). */
+  readonly coalesce?: boolean
+  /** Check params against their schema before sending (default true): INVALID_ARGUMENT locally. */
+  readonly validateParams?: boolean
+  /** Check results against their schema on arrival (default false: the server checks them). */
+  readonly validateResults?: boolean
+}
+
+export const DEFAULT_TIMEOUT_MS = 30_000
+
+export class RpcClient {
+  private readonly channels: Channel[]
+  private readonly limits: CborLimits
+  private readonly timeoutMs: number
+  private nextChannel = 0
+  private lastId = 0
+  private closed = false
+
+  constructor(private readonly options: RpcClientOptions) {
+    const endpoints = typeof options.connect === 'string' ? [options.connect] : [...options.connect]
+    if (endpoints.length === 0) throw new TypeError('RpcClient needs at least one endpoint to connect to')
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    checkTimeout(this.timeoutMs)
+    const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+    this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: maxMessageSize }
+    const nextId = (): number => (this.lastId = this.lastId >= MAX_ID ? 1 : this.lastId + 1)
+    this.channels = endpoints.map((e) => new Channel(e, nextId, { maxMessageSize, coalesce: options.coalesce ?? true }))
+  }
+
+  /** A typed proxy for one service: one async function per method of the contract. */
+  service<S extends ServiceDefinition>(service: S): ServiceClient<S> {
+    const proxy: Record<string, unknown> = {}
+    const checkParams = this.options.validateParams ?? true
+    const checkResults = this.options.validateResults ?? false
+    for (const [method, validators] of validatorsFor(service)) {
+      proxy[method] = async (params: unknown, options: CallOptions = {}): Promise<unknown> => {
+        if (checkParams) {
+          const invalid = validators.params(params)
+          if (invalid !== undefined) throw invalid
+        }
+        const resultBytes = await this.call(service.name, method, encodeParams(params), options)
+        let result: unknown
+        try {
+          result = decodeCbor(resultBytes, this.limits)
+        } catch (err) {
+          throw new RpcError('INTERNAL', `unreadable result from ${service.name}.${method}: ${(err as Error).message}`)
+        }
+        if (checkResults) {
+          const wrong = validators.result(result)
+          if (wrong !== undefined) throw wrong
+        }
+        return result
+      }
+    }
+    return Object.freeze(proxy) as ServiceClient<S>
+  }
+
+  /** The untyped call underneath the proxies: params and result as CBOR bytes. */
+  call(service: string, method: string, params: Uint8Array, options: CallOptions = {}): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new RpcError('CANCELLED', 'client is closed'))
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs
+    try {
+      checkTimeout(timeoutMs)
+      checkMetadata(options.metadata)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const channel = this.channels[this.nextChannel++ % this.channels.length]!
+    return channel.call(service, method, params, { deadline: Date.now() + timeoutMs, signal: options.signal, metadata: options.metadata })
+  }
+
+  /** Calls in flight on all connections. */
+  get inFlight(): number {
+    return this.channels.reduce((n, c) => n + c.inFlight, 0)
+  }
+
+  get stats(): ChannelStats[] {
+    return this.channels.map((c) => ({ ...c.stats }))
+  }
+
+  /** Rejects every pending call with CANCELLED and closes the sockets. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    for (const channel of this.channels) channel.close()
+    await Promise.resolve()
+  }
+}
+
+function encodeParams(params: unknown): Buffer {
+  try {
+    return encodeCbor(params)
+  } catch (err) {
+    throw new RpcError('INVALID_ARGUMENT', `params cannot be encoded as CBOR: ${(err as Error).message}`)
+  }
+}
+
+function checkTimeout(timeoutMs: number): void {
+  if (!(Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_ID)) {
+    throw new RpcError('INVALID_ARGUMENT', `timeoutMs must be a positive number of milliseconds, got ${String(timeoutMs)}`)
+  }
+}
+
+function checkMetadata(metadata: Metadata | undefined): void {
+  if (metadata === undefined) return
+  for (const [k, v] of Object.entries(metadata)) {
+    if (typeof v !== 'string') throw new RpcError('INVALID_ARGUMENT', `metadata value for ${JSON.stringify(k)} must be a string`)
+  }
+}
