@@ -154,12 +154,21 @@ export function toEnvelope(item: unknown): Envelope | Malformed {
 export function parseFrame(frame: Uint8Array, limits: CborLimits = DEFAULT_CBOR_LIMITS): Array<Envelope | Malformed> {
   const ends = scanCbor(frame, limits)
   if (ends instanceof CborProfileError) return [malformed(undefined, 'INVALID_ARGUMENT', `frame is not zrpc CBOR: ${ends.message}`)]
-  if (ends.length === 1) return [toEnvelope(decodeChecked(frame))]
+  if (ends.length === 1) return [readItem(frame)]
   const out: Array<Envelope | Malformed> = []
   let start = 0
   for (const end of ends) {
-    out.push(toEnvelope(decodeChecked(frame.subarray(start, end))))
+    out.push(readItem(frame.subarray(start, end)))
     start = end
   }
   return out
+}
+
+function readItem(bytes: Uint8Array): Envelope | Malformed {
+  try {
+    return toEnvelope(decodeChecked(bytes))
+  } catch (err) {
+    // The scan accepted it, so this is a decoder limit we did not foresee: still the peer's fault.
+    return malformed(undefined, 'INVALID_ARGUMENT', `undecodable envelope: ${(err as Error).message}`)
+  }
 }

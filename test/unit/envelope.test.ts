@@ -1,0 +1,82 @@
+import { expect } from 'chai'
+import { Kind, encodeCancel, encodeError, encodeReply, encodeRequest, parseFrame } from '../../lib/codec/envelope.js'
+
+const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex')
+
+// Frames written by hand from docs/protocol.md, byte by byte.
+describe('zrpc/1 envelopes built by hand from the spec', () => {
+  it('reads a REQUEST: [1, 0, 7, "calc", "add", 1000, {"k": "v"}, h\'a1616101\']', () => {
+    const frame = hex('88 01 00 07 64 63616c63 63 616464 19 03e8 a1 616b 6176 44 a1616101')
+    const [env] = parseFrame(frame)
+    expect(env).to.deep.include({ kind: Kind.Request, id: 7, service: 'calc', method: 'add', timeoutMs: 1000, metadata: { k: 'v' } })
+    expect(Buffer.from((env as { params: Uint8Array }).params).toString('hex')).to.equal('a1616101')
+  })
+
+  it('writes a REQUEST exactly as the spec lays it out', () => {
+    const frame = encodeRequest(7, 'calc', 'add', 1000, null, hex('a1616101'))
+    expect(frame.toString('hex')).to.equal('880100076463616c636361646419 03e8 f6 44a1616101'.replace(/\s/g, ''))
+  })
+
+  it('writes and reads REPLY, ERROR and CANCEL', () => {
+    expect(encodeReply(7, hex('03')).toString('hex')).to.equal('8401010741' + '03')
+    expect(encodeCancel(7).toString('hex')).to.equal('830103' + '07')
+    const err = encodeError(7, 'NOT_FOUND', 'nope')
+    expect(err.toString('hex')).to.equal('86010207694e4f545f464f554e44646e6f7065f6')
+    expect(parseFrame(err)).to.deep.equal([{ kind: Kind.Error, id: 7, code: 'NOT_FOUND', message: 'nope', details: null }])
+    expect(parseFrame(encodeCancel(9))).to.deep.equal([{ kind: Kind.Cancel, id: 9 }])
+  })
+
+  it('reads several envelopes from one frame (a CBOR sequence)', () => {
+    const frame = Buffer.concat([encodeCancel(1), encodeReply(2, hex('f6')), encodeCancel(3)])
+    expect(parseFrame(frame).map((e) => [e.kind, 'id' in e ? e.id : undefined])).to.deep.equal([
+      [Kind.Cancel, 1],
+      [Kind.Reply, 2],
+      [Kind.Cancel, 3],
+    ])
+  })
+
+  it('maps an error code it does not know to UNKNOWN, keeping the text', () => {
+    const [env] = parseFrame(hex('86 01 02 01 63 464f4f 62 6869 f6'))
+    expect(env).to.deep.include({ kind: Kind.Error, code: 'UNKNOWN', message: 'FOO: hi' })
+  })
+})
+
+describe('envelopes a peer gets wrong', () => {
+  const one = (frame: Buffer): ReturnType<typeof parseFrame>[number] => {
+    const all = parseFrame(frame)
+    expect(all).to.have.length(1)
+    return all[0]!
+  }
+
+  it('another protocol version: FAILED_PRECONDITION, with the id so it can be answered', () => {
+    expect(one(hex('83 02 03 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'FAILED_PRECONDITION' })
+  })
+
+  it('an unknown message kind: UNIMPLEMENTED with the id', () => {
+    expect(one(hex('83 01 0f 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED' })
+  })
+
+  it('a request with a wrong field type: INVALID_ARGUMENT with the id', () => {
+    // timeoutMs is text
+    expect(one(hex('88 01 00 07 64 63616c63 63 616464 61 31 f6 40'))).to.deep.include({ kind: 'malformed', id: 7, code: 'INVALID_ARGUMENT' })
+    // params inline instead of a byte string
+    expect(one(hex('88 01 00 07 64 63616c63 63 616464 01 f6 a0'))).to.deep.include({ id: 7, code: 'INVALID_ARGUMENT' })
+    // metadata with a number value
+    expect(one(hex('88 01 00 07 64 63616c63 63 616464 01 a1 616b 01 40'))).to.deep.include({ id: 7, code: 'INVALID_ARGUMENT' })
+    // too few items
+    expect(one(hex('84 01 00 07 64 63616c63'))).to.deep.include({ id: 7, code: 'INVALID_ARGUMENT' })
+  })
+
+  it('no readable id: malformed without an id (dropped and counted by the receiver)', () => {
+    expect(one(hex('83 01 00 20'))).to.deep.include({ kind: 'malformed', id: undefined })
+    expect(one(hex('83 01 00 fb3ff8000000000000'))).to.deep.include({ id: undefined })
+    expect(one(hex('a0'))).to.deep.include({ id: undefined })
+    expect(one(hex('ffffff'))).to.deep.include({ kind: 'malformed', id: undefined, code: 'INVALID_ARGUMENT' })
+    expect(one(hex('88 01 00'))).to.deep.include({ kind: 'malformed', id: undefined })
+  })
+
+  it('one bad envelope does not hide its neighbours in the same frame', () => {
+    const frame = Buffer.concat([encodeCancel(1), hex('83 07 00 02'), encodeCancel(3)])
+    expect(parseFrame(frame).map((e) => e.kind)).to.deep.equal([Kind.Cancel, 'malformed', Kind.Cancel])
+  })
+})
