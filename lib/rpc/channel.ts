@@ -91,7 +91,6 @@ export class Channel {
     }
 
     return new Promise<Uint8Array>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined
       const onAbort = (): void => {
         if (!this.pending.has(id)) return
         this.queue.push(encodeCancel(id))
@@ -116,7 +115,7 @@ export class Channel {
       })
       this.stats.calls++
       this.stats.inFlight = this.pending.size
-      timer = setTimeout(() => {
+      const timer = setTimeout(() => {
         // Tell the server to stop; it also sees the deadline itself, this only saves it work sooner.
         this.queue.push(encodeCancel(id))
         end()
