@@ -1,0 +1,89 @@
+/**
+ * `zrpc demo`: a server and three clients on loopback, typed calls, a deadline, a cancel and a
+ * validation error, printed as they happen. Needs no configuration and exits by itself.
+ */
+import { Type } from 'typebox'
+import { RpcClient } from '../service/client.js'
+import { RpcServer } from '../service/server.js'
+import { defineService } from '../service/contract.js'
+import { RpcError } from '../errors.js'
+
+export const Shop = defineService('shop', {
+  price: { params: Type.Object({ sku: Type.String({ minLength: 1 }) }), result: Type.Object({ sku: Type.String(), cents: Type.Integer() }), idempotent: true },
+  checkout: {
+    params: Type.Object({ items: Type.Array(Type.Object({ sku: Type.String(), qty: Type.Integer({ minimum: 1 }) }), { minItems: 1 }) }),
+    result: Type.Object({ order: Type.Integer(), totalCents: Type.Integer() }),
+  },
+  report: { params: Type.Object({ ms: Type.Integer({ minimum: 0 }) }), result: Type.String() },
+})
+
+const priceOf = (sku: string): number => 100 + ([...sku].reduce((n, c) => n + c.charCodeAt(0), 0) % 900)
+
+/** Runs the demo, writing to `print`; resolves with a summary once everything is closed. */
+export async function runDemo(print: (line: string) => void = (line) => process.stdout.write(`${line}\n`)): Promise<{ calls: number; errors: Record<string, number> }> {
+  let nextOrder = 1000
+  const server = new RpcServer().implement(Shop, {
+    price: ({ sku }) => ({ sku, cents: priceOf(sku) }),
+    checkout: ({ items }) => ({ order: nextOrder++, totalCents: items.reduce((sum, { sku, qty }) => sum + qty * priceOf(sku), 0) }),
+    report: ({ ms }, ctx) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => resolve(`report after ${ms} ms`), ms)
+        ctx.signal.addEventListener('abort', () => {
+          clearTimeout(timer)
+          print(`  server: report aborted (${(ctx.signal.reason as RpcError).code})`)
+          reject(ctx.signal.reason as Error)
+        })
+      }),
+  })
+  const [endpoint] = await server.bind('tcp://127.0.0.1:*')
+  print(`server: shop service on ${endpoint}`)
+
+  const clients = [1, 2, 3].map(() => new RpcClient({ connect: endpoint!, timeoutMs: 2000 }))
+  const errors: Record<string, number> = {}
+  let calls = 0
+  const record = (err: unknown): void => {
+    const code = err instanceof RpcError ? err.code : 'UNKNOWN'
+    errors[code] = (errors[code] ?? 0) + 1
+  }
+  try {
+    const started = performance.now()
+    await Promise.all(
+      clients.map(async (client, n) => {
+        const shop = client.service(Shop)
+        const skus = Array.from({ length: 200 }, (_, i) => `sku-${n}-${i}`)
+        const prices = await Promise.all(skus.map((sku) => shop.price({ sku })))
+        const order = await shop.checkout({ items: prices.slice(0, 3).map(({ sku }) => ({ sku, qty: 2 })) })
+        calls += prices.length + 1
+        print(`client ${n + 1}: priced ${prices.length} items, order ${order.order} totals ${order.totalCents} cents`)
+      }),
+    )
+    print(`typed calls: ${calls} in ${(performance.now() - started).toFixed(1)} ms`)
+
+    const shop = clients[0]!.service(Shop)
+    try {
+      await shop.report({ ms: 5000 }, { timeoutMs: 150 })
+    } catch (err) {
+      record(err)
+      print(`deadline: report({ ms: 5000 }) with timeoutMs 150 -> ${(err as RpcError).code}`)
+    }
+    const controller = new AbortController()
+    setTimeout(() => controller.abort(), 100)
+    try {
+      await shop.report({ ms: 5000 }, { signal: controller.signal })
+    } catch (err) {
+      record(err)
+      print(`cancel: report aborted by the caller after 100 ms -> ${(err as RpcError).code}`)
+    }
+    try {
+      await shop.checkout({ items: [] })
+    } catch (err) {
+      record(err)
+      print(`validation: checkout({ items: [] }) -> ${(err as RpcError).code}: ${(err as RpcError).message}`)
+    }
+  } finally {
+    await Promise.all(clients.map((c) => c.close()))
+    await server.close()
+  }
+  print('closed: all sockets shut, exiting')
+  return { calls, errors }
+}

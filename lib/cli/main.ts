@@ -1,0 +1,29 @@
+/**
+ * The `zrpc` command line. One subcommand per file; this file only dispatches.
+ */
+import { runDemo } from './demo.js'
+
+const USAGE = `usage: zrpc <command>
+
+commands:
+  demo      start a server and clients on loopback, make typed calls, print what happened
+  help      show this text`
+
+/** Runs the CLI with `argv` (without node and the script) and returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command] = argv
+  switch (command) {
+    case 'demo':
+      await runDemo()
+      return 0
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`)
+      return command === undefined ? 1 : 0
+    default:
+      process.stderr.write(`zrpc: unknown command ${JSON.stringify(command)}\n${USAGE}\n`)
+      return 2
+  }
+}

@@ -1,0 +1,67 @@
+import { expect } from 'chai'
+import { execFile } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { promisify } from 'node:util'
+import { main } from '../../lib/cli/main.js'
+import { runDemo } from '../../lib/cli/demo.js'
+
+const run = promisify(execFile)
+const root = new URL('../../../', import.meta.url)
+
+describe('the README', function () {
+  this.timeout(20_000)
+
+  it('shows the quick start exactly as examples/quickstart.ts, which runs and prints what it says', async () => {
+    const readme = await readFile(new URL('README.md', root), 'utf8')
+    const source = await readFile(new URL('examples/quickstart.ts', root), 'utf8')
+    const block = /## Quick start[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme)?.[1]
+    expect(block, 'a ```ts block under "## Quick start"').to.be.a('string')
+    expect(block).to.equal(source)
+    const { stdout } = await run(process.execPath, [new URL('dist/examples/quickstart.js', root).pathname], { timeout: 15_000 })
+    expect(stdout).to.equal('1 + 2 = 3\nslow call failed with DEADLINE_EXCEEDED\n')
+  })
+
+  it('names the two commands a newcomer runs, and they exist in package.json', async () => {
+    const readme = await readFile(new URL('README.md', root), 'utf8')
+    const pkg = JSON.parse(await readFile(new URL('package.json', root), 'utf8')) as { scripts: Record<string, string> }
+    expect(readme).to.include('npm install && npm run demo')
+    expect(readme).to.include('npm test')
+    expect(pkg.scripts).to.have.property('demo')
+    expect(pkg.scripts).to.have.property('test')
+  })
+})
+
+describe('the demo', function () {
+  this.timeout(20_000)
+
+  it('makes typed calls and shows a deadline, a cancel and a validation error, then closes', async () => {
+    const lines: string[] = []
+    const summary = await runDemo((line) => lines.push(line))
+    expect(summary.calls).to.equal(603)
+    expect(summary.errors).to.deep.equal({ DEADLINE_EXCEEDED: 1, CANCELLED: 1, INVALID_ARGUMENT: 1 })
+    expect(lines.at(-1)).to.match(/^closed/)
+  })
+
+  it('runs as `zrpc demo` from the bin script and exits 0 by itself', async () => {
+    const { stdout } = await run(process.execPath, [new URL('bin/zrpc.js', root).pathname, 'demo'], { timeout: 15_000 })
+    expect(stdout).to.match(/typed calls: 603/)
+  })
+})
+
+describe('the zrpc command line', () => {
+  it('prints usage for help (exit 0) and refuses unknown commands (exit 2)', async () => {
+    const out: string[] = []
+    const write = process.stdout.write.bind(process.stdout)
+    const writeErr = process.stderr.write.bind(process.stderr)
+    process.stdout.write = ((s: string) => out.push(s)) as unknown as typeof process.stdout.write
+    process.stderr.write = ((s: string) => out.push(s)) as unknown as typeof process.stderr.write
+    try {
+      expect(await main(['help'])).to.equal(0)
+      expect(await main(['frobnicate'])).to.equal(2)
+    } finally {
+      process.stdout.write = write
+      process.stderr.write = writeErr
+    }
+    expect(out.join('')).to.match(/usage: zrpc/).and.match(/unknown command "frobnicate"/)
+  })
+})
