@@ -201,12 +201,12 @@ describe('patterns/majordomo', function () {
     })
 
     it('drops the lost request when onWorkerLost says drop, and reports it to onReject', async () => {
-      let broker: MajordomoBroker | undefined
+      const ref: { broker?: MajordomoBroker } = {}
       const started = await startBroker({
         onWorkerLost: () => 'drop',
-        onReject: (req, reason) => broker?.sendToClient(req.clientId, req.service, ['error', reason]),
+        onReject: (req, reason) => ref.broker?.sendToClient(req.clientId, req.service, ['error', reason]),
       })
-      broker = started.broker
+      const broker = (ref.broker = started.broker)
       const dead = raw(new Dealer())
       dead.socket.connect(started.endpoint)
       await dead.socket.send(['', 'MDPW01', cmd(1), 'echo'])
@@ -292,6 +292,165 @@ describe('patterns/majordomo', function () {
       expect(left.map(([w, why]) => [w.service, why])).to.deep.equal([['echo', 'protocol-error']])
       expect(broker.stats().workers).to.equal(0)
       expect(broker.stats().dropped['unexpected-command']).to.equal(3)
+    })
+  })
+  describe('wire compatibility with the reference peers (frames of mdp.md)', () => {
+    it('serves a raw REQ reference client through a raw DEALER reference worker, byte for byte', async () => {
+      const { endpoint } = await startBroker()
+      const worker = raw(new Dealer())
+      worker.socket.connect(endpoint)
+      await worker.socket.send(['', 'MDPW01', cmd(1), 'echo'])
+      expect((await worker.inbox.next((m) => m[2] === cmd(4))).map(String)).to.deep.equal(['', 'MDPW01', cmd(4)])
+      const refClient = raw(new Request())
+      refClient.socket.connect(endpoint)
+      await refClient.socket.send(['MDPC01', 'echo', 'hello', 'world'])
+      const request = await worker.inbox.next((m) => m[2] === cmd(2))
+      const address = request[3] ?? Buffer.alloc(0)
+      expect(address.length).to.be.greaterThan(0)
+      expect(request.map(String).slice(4)).to.deep.equal(['', 'hello', 'world'])
+      await worker.socket.send(['', 'MDPW01', cmd(4)])
+      await worker.socket.send(['', 'MDPW01', cmd(3), address, '', 'HELLO', 'WORLD'])
+      expect((await refClient.inbox.next(() => true)).map(String)).to.deep.equal(['MDPC01', 'echo', 'HELLO', 'WORLD'])
+    })
+
+    it('our worker and client work against a minimal reference-style broker (raw ROUTER)', async () => {
+      const router = raw(new Router())
+      await router.socket.bind('tcp://127.0.0.1:*')
+      const endpoint = router.socket.lastEndpoint ?? ''
+      const worker = startWorker(endpoint, 'echo', (b) => ['re', ...b.map(String)])
+      const ready = await router.inbox.next((m) => m[3] === cmd(1))
+      const workerId = ready[0] ?? Buffer.alloc(0)
+      expect(ready.map(String).slice(1)).to.deep.equal(['', 'MDPW01', cmd(1), 'echo'])
+      expect((await router.inbox.next((m) => m[3] === cmd(4))).map(String).slice(1)).to.deep.equal(['', 'MDPW01', cmd(4)])
+      await router.socket.send([workerId, '', 'MDPW01', cmd(4)])
+
+      const reply = client(endpoint).request('echo', 'hi')
+      const request = await router.inbox.next((m) => m[2] === 'MDPC01')
+      const clientId = request[0] ?? Buffer.alloc(0)
+      expect(request.map(String).slice(1)).to.deep.equal(['', 'MDPC01', 'echo', 'hi'])
+      await router.socket.send([workerId, '', 'MDPW01', cmd(2), clientId, '', 'hi'])
+      const workerReply = await router.inbox.next((m) => m[3] === cmd(3))
+      expect(workerReply[0]?.equals(workerId)).to.equal(true)
+      expect(workerReply[4]?.equals(clientId)).to.equal(true)
+      expect(workerReply.map(String).slice(5)).to.deep.equal(['', 're', 'hi'])
+      await router.socket.send([clientId, '', 'MDPC01', 'echo', ...workerReply.slice(6)])
+      expect(str(await reply)).to.deep.equal(['re', 'hi'])
+
+      // DISCONNECT from the broker: a new socket (new routing id) and READY again, at once.
+      await router.socket.send([workerId, '', 'MDPW01', cmd(5)])
+      const again = await router.inbox.next((m) => m[3] === cmd(1), 500)
+      expect(again[0]?.equals(workerId)).to.equal(false)
+      expect(worker.connects).to.equal(2)
+
+      // close() says DISCONNECT by default...
+      await worker.close()
+      const bye = await router.inbox.next((m) => m[3] === cmd(5))
+      expect(bye[0]?.equals(again[0] ?? Buffer.alloc(0))).to.equal(true)
+    })
+
+    it('a worker with sendDisconnectOnClose: false closes without DISCONNECT', async () => {
+      const router = raw(new Router())
+      await router.socket.bind('tcp://127.0.0.1:*')
+      const worker = new MajordomoWorker(router.socket.lastEndpoint ?? '', 'echo', { heartbeatMs: HB, sendDisconnectOnClose: false })
+      await router.inbox.next((m) => m[3] === cmd(1))
+      await worker.close()
+      await sleep(HB * 3)
+      expect(router.inbox.messages.filter((m) => String(m[3]) === cmd(5))).to.deep.equal([])
+    })
+  })
+
+  describe('flood of bad input', () => {
+    it('drops and counts thousands of malformed messages, then serves a good request', async () => {
+      const { broker, endpoint, joined } = await startBroker({ heartbeatMs: 1000 })
+      startWorker(endpoint, 'echo', (b) => b, { heartbeatMs: 1000 })
+      const rawWorker = raw(new Dealer())
+      rawWorker.socket.connect(endpoint)
+      await rawWorker.socket.send(['', 'MDPW01', cmd(1), 'raw'])
+      await until(() => joined.length === 2)
+      const stranger = raw(new Dealer())
+      stranger.socket.connect(endpoint)
+      const N = 500
+      const bad: [Dealer, (string | Buffer)[]][] = [
+        [stranger.socket, ['garbage']], // bad-envelope
+        [stranger.socket, ['', 'XXXXXX', 'x']], // bad-header
+        [stranger.socket, ['']], // bad-header (nothing after the delimiter)
+        [stranger.socket, ['', 'MDPW01', cmd(9)]], // bad-command
+        [stranger.socket, ['', 'MDPW01']], // bad-command (missing)
+        [stranger.socket, ['', 'MDPW01', cmd(1)]], // bad-frames: READY without service
+        [stranger.socket, ['', 'MDPW01', cmd(4), 'extra']], // bad-frames
+        [stranger.socket, ['', 'MDPC01']], // bad-frames: no service
+        [stranger.socket, ['', 'MDPW01', cmd(4)]], // unexpected-command (answered with DISCONNECT)
+        [rawWorker.socket, ['', 'MDPW01', cmd(3), 'nobody', '', 'x']], // unknown-client
+        [rawWorker.socket, ['', 'MDPW01', cmd(2), 'nobody', '', 'x']], // bad-command: REQUEST from a worker
+      ]
+      for (let i = 0; i < N; i++) for (const [socket, frames] of bad) await socket.send(frames)
+      const expected = {
+        'bad-envelope': N, 'bad-header': 2 * N, 'bad-command': 3 * N, 'bad-frames': 3 * N, 'unexpected-command': N, 'unknown-client': N,
+      }
+      await until(() => JSON.stringify(broker.stats().dropped) === JSON.stringify(expected), 4000)
+      expect(str(await client(endpoint).request('echo', 'still here'))).to.deep.equal(['still here'])
+      expect(broker.stats().dropped).to.deep.equal(expected)
+      expect(broker.stats().workers).to.equal(2)
+    })
+  })
+
+  describe('queue limits and admission (hooks for the RPC layer)', () => {
+    async function rejectingBroker(opts: BrokerOptions) {
+      const rejects: [string, string][] = []
+      const ref: { broker?: MajordomoBroker } = {}
+      const started = await startBroker({
+        ...opts,
+        onReject: (req, reason) => {
+          rejects.push([String(req.body[0]), reason])
+          ref.broker?.sendToClient(req.clientId, req.service, ['rejected', reason])
+        },
+      })
+      ref.broker = started.broker
+      return { ...started, rejects }
+    }
+
+    it('rejects requests beyond maxQueuePerService with queue-full, serves the queued ones later', async () => {
+      const { broker, endpoint, rejects } = await rejectingBroker({ maxQueuePerService: 2 })
+      const c = client(endpoint)
+      for (const n of ['1', '2', '3']) await c.send('later', n)
+      expect(str((await c.receive())?.body)).to.deep.equal(['rejected', 'queue-full'])
+      expect(broker.stats().services.later?.queued).to.equal(2)
+      startWorker(endpoint, 'later', (b) => b)
+      const replies = [String((await c.receive())?.body[0]), String((await c.receive())?.body[0])]
+      expect(replies).to.deep.equal(['1', '2'])
+      expect(rejects).to.deep.equal([['3', 'queue-full']])
+    })
+
+    it('expires requests waiting for a service with no worker after requestExpiryMs', async () => {
+      const { broker, endpoint, rejects } = await rejectingBroker({ requestExpiryMs: 100 })
+      const c = client(endpoint)
+      await c.send('nobody', 'x')
+      expect(str((await c.receive())?.body)).to.deep.equal(['rejected', 'expired'])
+      expect(rejects).to.deep.equal([['x', 'expired']])
+      expect(broker.stats().rejected.expired).to.equal(1)
+      expect(broker.stats().services.nobody).to.equal(undefined)
+    })
+
+    it('rejects at once with no-service when requestExpiryMs is 0', async () => {
+      const { endpoint, rejects } = await rejectingBroker({ requestExpiryMs: 0 })
+      expect(str(await client(endpoint).request('nobody', 'x'))).to.deep.equal(['rejected', 'no-service'])
+      expect(rejects).to.deep.equal([['x', 'no-service']])
+    })
+
+    it('drops a request that admit() refuses right before dispatch', async () => {
+      const admitted: string[] = []
+      const { endpoint, joined, rejects } = await rejectingBroker({
+        admit: (req) => (admitted.push(String(req.body[0])), String(req.body[0]) !== 'stale'),
+      })
+      startWorker(endpoint, 'echo', (b) => b)
+      await until(() => joined.length === 1)
+      const c = client(endpoint)
+      await c.send('echo', 'stale')
+      await c.send('echo', 'fresh')
+      const replies = [str((await c.receive())?.body), str((await c.receive())?.body)]
+      expect(replies).to.have.deep.members([['rejected', 'not-admitted'], ['fresh']])
+      expect(rejects).to.deep.equal([['stale', 'not-admitted']])
+      expect(admitted).to.deep.equal(['stale', 'fresh'])
     })
   })
 })
