@@ -5,7 +5,9 @@ import {
 } from '../../patterns/majordomo.js'
 import type { BrokerOptions, QueuedRequest, WorkerInfo, WorkerLeftReason, WorkerOptions } from '../../patterns/majordomo.js'
 
-const HB = 50
+/** Short heartbeat for the tests about heartbeats; the others use QUIET_HB so a loaded machine cannot expire a worker mid-test. */
+const HB = 100
+const QUIET_HB = 1000
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const str = (frames: readonly Buffer[] | null | undefined) => (frames ? frames.map(String) : null)
 
@@ -56,7 +58,7 @@ describe('patterns/majordomo', function () {
   })
 
   async function startBroker(opts: BrokerOptions = {}, endpoint = 'tcp://127.0.0.1:*') {
-    const broker = new MajordomoBroker({ heartbeatMs: HB, ...opts })
+    const broker = new MajordomoBroker({ heartbeatMs: QUIET_HB, ...opts })
     const joined: WorkerInfo[] = []
     const left: [WorkerInfo, WorkerLeftReason][] = []
     broker.on('worker-joined', (w) => joined.push(w))
@@ -68,7 +70,7 @@ describe('patterns/majordomo', function () {
 
   /** A worker that serves until closed; `handler` returns the reply body. */
   function startWorker(endpoint: string, service: string, handler: (body: Buffer[]) => unknown, opts: WorkerOptions = {}) {
-    const worker = new MajordomoWorker(endpoint, service, { heartbeatMs: HB, ...opts })
+    const worker = new MajordomoWorker(endpoint, service, { heartbeatMs: QUIET_HB, ...opts })
     const served = (async () => {
       for await (const req of worker) await req.reply((await handler(req.body)) as string[])
     })()
@@ -94,7 +96,7 @@ describe('patterns/majordomo', function () {
 
   describe('main() with small numbers', () => {
     it('answers every request, spreads them over the workers, and answers MMI 200/404/501', async () => {
-      const summary = await main({ workers: 2, requests: 4, heartbeatMs: 100 })
+      const summary = await main({ workers: 2, requests: 4, heartbeatMs: QUIET_HB })
       expect(summary.requests).to.equal(8)
       expect(summary.replies).to.equal(8)
       expect(summary.perWorker).to.have.length(2)
@@ -155,7 +157,7 @@ describe('patterns/majordomo', function () {
     })
 
     it('answers 404 once the only worker has died (expired by heartbeat)', async () => {
-      const { endpoint, joined, left } = await startBroker()
+      const { endpoint, joined, left } = await startBroker({ heartbeatMs: HB })
       const worker = new MajordomoWorker(endpoint, 'echo', { heartbeatMs: HB, sendDisconnectOnClose: false })
       await until(() => joined.length === 1)
       const c = client(endpoint)
@@ -169,7 +171,7 @@ describe('patterns/majordomo', function () {
 
   describe('heartbeats and worker expiry', () => {
     it('expires an idle worker that stops heartbeating', async () => {
-      const { broker, endpoint, left } = await startBroker()
+      const { broker, endpoint, left } = await startBroker({ heartbeatMs: HB })
       const { socket } = raw(new Dealer())
       socket.connect(endpoint)
       await socket.send(['', 'MDPW01', cmd(1), 'echo'])
@@ -182,7 +184,7 @@ describe('patterns/majordomo', function () {
 
     it('expires a busy worker that dies and requeues its request to a live worker', async () => {
       const lost: QueuedRequest[] = []
-      const { broker, endpoint, left } = await startBroker({ onWorkerLost: (req) => (lost.push(req), 'requeue') })
+      const { broker, endpoint, left } = await startBroker({ heartbeatMs: HB, onWorkerLost: (req) => (lost.push(req), 'requeue') })
       const dead = raw(new Dealer())
       dead.socket.connect(endpoint)
       await dead.socket.send(['', 'MDPW01', cmd(1), 'echo'])
@@ -193,7 +195,7 @@ describe('patterns/majordomo', function () {
       expect(got.map(String).slice(0, 3)).to.deep.equal(['', 'MDPW01', cmd(2)])
       expect(got.map(String).slice(4)).to.deep.equal(['', 'job'])
       await dead.inbox.close() // dies while busy, no DISCONNECT
-      startWorker(endpoint, 'echo', (b) => ['done', ...b.map(String)])
+      startWorker(endpoint, 'echo', (b) => ['done', ...b.map(String)], { heartbeatMs: HB })
       expect(str(await reply)).to.deep.equal(['done', 'job'])
       expect(left.map(([, why]) => why)).to.deep.equal(['expired'])
       expect(lost.map((r) => [r.service, String(r.body[0])])).to.deep.equal([['echo', 'job']])
@@ -203,6 +205,7 @@ describe('patterns/majordomo', function () {
     it('drops the lost request when onWorkerLost says drop, and reports it to onReject', async () => {
       const ref: { broker?: MajordomoBroker } = {}
       const started = await startBroker({
+        heartbeatMs: HB,
         onWorkerLost: () => 'drop',
         onReject: (req, reason) => ref.broker?.sendToClient(req.clientId, req.service, ['error', reason]),
       })
@@ -219,8 +222,8 @@ describe('patterns/majordomo', function () {
     })
 
     it('keeps a worker whose handler runs for many heartbeat intervals', async () => {
-      const { endpoint, joined, left } = await startBroker()
-      startWorker(endpoint, 'slow', async (b) => (await sleep(HB * 8), b))
+      const { endpoint, joined, left } = await startBroker({ heartbeatMs: HB })
+      startWorker(endpoint, 'slow', async (b) => (await sleep(HB * 5), b), { heartbeatMs: HB })
       await until(() => joined.length === 1)
       const c = client(endpoint, 3000)
       expect(str(await c.request('slow', 'long'))).to.deep.equal(['long'])
@@ -228,14 +231,14 @@ describe('patterns/majordomo', function () {
     })
 
     it('reconnects a worker to a broker restarted on the same endpoint', async () => {
-      const first = await startBroker()
-      const worker = startWorker(first.endpoint, 'echo', (b) => b)
+      const first = await startBroker({ heartbeatMs: HB })
+      const worker = startWorker(first.endpoint, 'echo', (b) => b, { heartbeatMs: HB })
       await until(() => first.joined.length === 1)
       await first.broker.close()
       let second: Awaited<ReturnType<typeof startBroker>> | undefined
       for (let i = 0; !second; i++) {
         try {
-          second = await startBroker({}, first.endpoint)
+          second = await startBroker({ heartbeatMs: HB }, first.endpoint)
         } catch (err) {
           if (i > 50) throw err
           await sleep(20)
@@ -250,8 +253,8 @@ describe('patterns/majordomo', function () {
 
   describe('DISCONNECT', () => {
     it('a worker told to disconnect reconnects at once on a new socket', async () => {
-      const { broker, endpoint, joined, left } = await startBroker({ heartbeatMs: 1000 })
-      const worker = startWorker(endpoint, 'echo', (b) => b, { heartbeatMs: 1000 })
+      const { broker, endpoint, joined, left } = await startBroker()
+      const worker = startWorker(endpoint, 'echo', (b) => b)
       await until(() => joined.length === 1)
       expect(broker.disconnectWorker(joined[0]?.identity ?? '')).to.equal(true)
       await until(() => joined.length === 2, 500) // well before a 1 s heartbeat could notice
@@ -262,8 +265,8 @@ describe('patterns/majordomo', function () {
     })
 
     it('a worker that closes sends DISCONNECT and the broker forgets it at once', async () => {
-      const { broker, endpoint, joined, left } = await startBroker({ heartbeatMs: 1000 })
-      const worker = new MajordomoWorker(endpoint, 'echo', { heartbeatMs: 1000 })
+      const { broker, endpoint, joined, left } = await startBroker()
+      const worker = new MajordomoWorker(endpoint, 'echo')
       await until(() => joined.length === 1)
       await worker.close()
       await until(() => left.length === 1, 500)
@@ -272,7 +275,7 @@ describe('patterns/majordomo', function () {
     })
 
     it('answers a valid but unexpected command with DISCONNECT', async () => {
-      const { broker, endpoint, left } = await startBroker({ heartbeatMs: 1000 })
+      const { broker, endpoint, left } = await startBroker()
       const disconnect = ['', 'MDPW01', cmd(5)]
       for (const frames of [
         ['', 'MDPW01', cmd(4)], // HEARTBEAT before READY
@@ -296,7 +299,7 @@ describe('patterns/majordomo', function () {
   })
   describe('wire compatibility with the reference peers (frames of mdp.md)', () => {
     it('serves a raw REQ reference client through a raw DEALER reference worker, byte for byte', async () => {
-      const { endpoint } = await startBroker()
+      const { endpoint } = await startBroker({ heartbeatMs: HB })
       const worker = raw(new Dealer())
       worker.socket.connect(endpoint)
       await worker.socket.send(['', 'MDPW01', cmd(1), 'echo'])
@@ -317,7 +320,7 @@ describe('patterns/majordomo', function () {
       const router = raw(new Router())
       await router.socket.bind('tcp://127.0.0.1:*')
       const endpoint = router.socket.lastEndpoint ?? ''
-      const worker = startWorker(endpoint, 'echo', (b) => ['re', ...b.map(String)])
+      const worker = startWorker(endpoint, 'echo', (b) => ['re', ...b.map(String)], { heartbeatMs: HB, liveness: 20 })
       const ready = await router.inbox.next((m) => m[3] === cmd(1))
       const workerId = ready[0] ?? Buffer.alloc(0)
       expect(ready.map(String).slice(1)).to.deep.equal(['', 'MDPW01', cmd(1), 'echo'])
@@ -361,8 +364,8 @@ describe('patterns/majordomo', function () {
 
   describe('flood of bad input', () => {
     it('drops and counts thousands of malformed messages, then serves a good request', async () => {
-      const { broker, endpoint, joined } = await startBroker({ heartbeatMs: 1000 })
-      startWorker(endpoint, 'echo', (b) => b, { heartbeatMs: 1000 })
+      const { broker, endpoint, joined } = await startBroker()
+      startWorker(endpoint, 'echo', (b) => b)
       const rawWorker = raw(new Dealer())
       rawWorker.socket.connect(endpoint)
       await rawWorker.socket.send(['', 'MDPW01', cmd(1), 'raw'])
@@ -422,7 +425,7 @@ describe('patterns/majordomo', function () {
     })
 
     it('expires requests waiting for a service with no worker after requestExpiryMs', async () => {
-      const { broker, endpoint, rejects } = await rejectingBroker({ requestExpiryMs: 100 })
+      const { broker, endpoint, rejects } = await rejectingBroker({ heartbeatMs: HB, requestExpiryMs: 100 })
       const c = client(endpoint)
       await c.send('nobody', 'x')
       expect(str((await c.receive())?.body)).to.deep.equal(['rejected', 'expired'])
