@@ -157,7 +157,7 @@ describe('patterns/majordomo', function () {
     })
 
     it('answers 404 once the only worker has died (expired by heartbeat)', async () => {
-      const { endpoint, joined, left } = await startBroker({ heartbeatMs: HB })
+      const { broker, endpoint, joined, left } = await startBroker({ heartbeatMs: HB })
       const worker = new MajordomoWorker(endpoint, 'echo', { heartbeatMs: HB, sendDisconnectOnClose: false })
       await until(() => joined.length === 1)
       const c = client(endpoint)
@@ -165,6 +165,9 @@ describe('patterns/majordomo', function () {
       await worker.close() // dies silently, like a crash
       await until(() => left.length === 1)
       expect(left[0]?.[1]).to.equal('expired')
+      // A request waiting for the service keeps it known to the broker: still 404 without a live worker.
+      await client(endpoint).send('echo', 'waiting')
+      await until(() => broker.stats().services.echo?.queued === 1)
       expect(str(await c.request('mmi.service', 'echo'))).to.deep.equal(['404'])
     })
   })
