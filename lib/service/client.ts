@@ -12,7 +12,7 @@ import { MAX_ID, type Metadata } from '../codec/envelope.js'
 import { Channel, type ChannelStats } from '../rpc/channel.js'
 import type { CallOptions, ServiceClient, ServiceDefinition } from './contract.js'
 import { validatorsFor } from './validator.js'
-import { DEFAULT_MAX_MESSAGE_SIZE } from './server.js'
+import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT_MS } from '../rpc/limits.js'
 
 export interface RpcClientOptions {
   /** A server endpoint, or several: calls are spread over them in turn. */
@@ -28,8 +28,6 @@ export interface RpcClientOptions {
   /** Check results against their schema on arrival (default false: the server checks them). */
   readonly validateResults?: boolean
 }
-
-export const DEFAULT_TIMEOUT_MS = 30_000
 
 export class RpcClient {
   private readonly channels: Channel[]

@@ -9,6 +9,7 @@ import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { Dispatcher, type DispatcherStats, type RawHandler } from '../rpc/dispatcher.js'
 import { Listener, type ListenerStats } from '../rpc/listener.js'
+import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
 import type { ServiceDefinition, ServiceHandlers } from './contract.js'
 import { validatorsFor } from './validator.js'
 
@@ -33,8 +34,6 @@ export interface RpcServerStats {
   readonly calls: DispatcherStats
   readonly input: ListenerStats[]
 }
-
-export const DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 
 export class RpcServer {
   private readonly handlers = new Map<string, RawHandler>()

@@ -21,6 +21,20 @@ describe('the README', function () {
     expect(stdout).to.equal('1 + 2 = 3\nslow call failed with DEADLINE_EXCEEDED\n')
   })
 
+  it('works from plain JavaScript through the package name, as a user of the built package imports it', async () => {
+    const script = `
+      import { Type } from 'typebox'
+      import { defineService, RpcServer, RpcClient } from 'zrpc'
+      const S = defineService('s', { hi: { params: Type.Object({ n: Type.String() }), result: Type.String() } })
+      const server = new RpcServer().implement(S, { hi: ({ n }) => 'hi ' + n })
+      const [ep] = await server.bind('tcp://127.0.0.1:*')
+      const client = new RpcClient({ connect: ep })
+      console.log(await client.service(S).hi({ n: 'js' }))
+      await client.close(); await server.close()`
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: root.pathname, timeout: 15_000 })
+    expect(stdout).to.equal('hi js\n')
+  })
+
   it('names the two commands a newcomer runs, and they exist in package.json', async () => {
     const readme = await readFile(new URL('README.md', root), 'utf8')
     const pkg = JSON.parse(await readFile(new URL('package.json', root), 'utf8')) as { scripts: Record<string, string> }

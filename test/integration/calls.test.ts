@@ -89,6 +89,14 @@ for (const transport of TRANSPORTS) {
       expect(wrong).to.equal(0)
       expect(client.inFlight).to.equal(0)
     })
+
+    it('keeps 4 KiB payloads intact with 2 000 in flight (buffers are never reused under the socket)', async function () {
+      this.timeout(20_000)
+      const calc = client.service(Calc)
+      const payloads = Array.from({ length: 2000 }, (_, i) => `${i}|`.padEnd(4096, String.fromCharCode(65 + (i % 50))))
+      const results = await Promise.all(payloads.map((data) => calc.echo({ data })))
+      expect(results.filter((r, i) => r !== payloads[i]).length).to.equal(0)
+    })
   })
 }
 
