@@ -45,12 +45,10 @@ export interface PublisherOptions {
 }
 
 /**
- * A publisher on an XPUB socket: `publish()` never throws EBUSY, and it can tell whether anyone
- * subscribes to a topic.
+ * A publisher on an XPUB socket: `publish()` never throws EBUSY, and it sees what is subscribed.
  *
- * Why XPUB rather than PUB: the subscriptions arriving upstream (directly or through a proxy) are the
- * cheapest answer to the slow-joiner problem. It sees each prefix once (the first subscribe and the
- * last unsubscribe), not each subscriber.
+ * Why XPUB: the subscriptions arriving upstream (directly or through a proxy) answer the slow-joiner
+ * question. It sees each prefix once (first subscribe, last unsubscribe), not each subscriber.
  *
  * @example
  * const pub = new PubSubPublisher()
@@ -73,7 +71,7 @@ export class PubSubPublisher {
     this.#loop = this.#watch()
   }
 
-  /** Binds, for subscribers that connect directly; returns the bound endpoint. */
+  /** Binds, for subscribers connecting directly; returns the bound endpoint. */
   async bind(endpoint: string): Promise<string> {
     await this.#socket.bind(endpoint)
     return this.#socket.lastEndpoint ?? endpoint
@@ -394,22 +392,19 @@ export async function waitForFlow(
   }
 }
 
-/** Options for the in-process example {@link main}. */
+/** Options for {@link main}: messages per publisher (default 5), delivery timeout (default 5000). */
 export interface PubSubMainOptions {
-  /** Messages each publisher sends (default 5). */
   messages?: number
-  /** Give up waiting for deliveries after this long (default 5000). */
   timeoutMs?: number
   log?: boolean
 }
 
-/** What {@link main} observed; `received` is keyed `subscriber:prefix`. */
+/** What {@link main} saw: `received` keyed `subscriber:prefix`, `upstream` the weather publisher's view. */
 export interface PubSubSummary {
   published: number
   received: Record<string, number>
   dropped: number
   proxy: PubSubProxy['stats']
-  /** Prefixes the weather publisher saw arrive through the proxy. */
   upstream: string[]
 }
 
@@ -440,11 +435,8 @@ export async function main(options: PubSubMainOptions = {}): Promise<PubSubSumma
     const { frontend, backend } = await proxy.bind('tcp://127.0.0.1:*', 'tcp://127.0.0.1:*')
     for (const publisher of Object.values(publishers)) publisher.connect(frontend)
     for (const subscriber of Object.values(subscribers)) subscriber.connect(backend)
-    await Promise.all(
-      Object.entries(publishers).flatMap(([name, publisher]) =>
-        Object.values(subscribers).map((subscriber) => waitForFlow(publisher, subscriber, `$probe.${name}`)),
-      ),
-    )
+    const pairs = Object.entries(publishers).flatMap(([name, pub]) => Object.values(subscribers).map((sub) => ({ name, pub, sub })))
+    await Promise.all(pairs.map(({ name, pub, sub }) => waitForFlow(pub, sub, `$probe.${name}`)))
     summary.upstream = publishers.weather.subscriptions().map(String).filter((p) => !p.startsWith('$probe')).sort()
     const consuming = Object.entries(feeds).map(async ([label, feed]) => {
       summary.received[label] = 0

@@ -84,28 +84,20 @@ export class ReplyServer {
   }
 
   async #serve(): Promise<void> {
-    while (!this.#closed) {
-      let request: Buffer[]
-      try {
-        request = await this.#socket.receive()
-      } catch (err) {
-        if (!this.#closed) this.#log(`E: receive failed: ${String(err)}`)
-        return
-      }
-      let reply: Buffer[]
-      try {
-        reply = await this.#handler(request)
-      } catch (err) {
-        this.#log(`E: handler failed, sending an empty reply: ${String(err)}`)
-        reply = []
-      }
-      try {
+    try {
+      for await (const request of this.#socket) {
+        let reply: Buffer[]
+        try {
+          reply = await this.#handler(request)
+        } catch (err) {
+          this.#log(`E: handler failed, sending an empty reply: ${String(err)}`)
+          reply = []
+        }
         await this.#socket.send(reply.length > 0 ? reply : [Buffer.alloc(0)])
-      } catch (err) {
-        // Closed while the handler ran: the reply has nowhere to go, as after a crash.
-        if (!this.#closed) this.#log(`E: send failed: ${String(err)}`)
-        return
       }
+    } catch (err) {
+      // Closed while the handler ran: the reply has nowhere to go, as after a crash.
+      if (!this.#closed) this.#log(`E: server stopped: ${String(err)}`)
     }
   }
 }
