@@ -125,7 +125,7 @@ export async function measureSystem(
   run = 0,
   onPhase?: (r: PhaseRecord) => void,
 ): Promise<PhaseRecord[]> {
-  const client = connectClient(system, endpoint)
+  const client = await connectClient(system, endpoint)
   const records: PhaseRecord[] = []
   try {
     if (plan.initialWarmupMs > 0) {

@@ -10,13 +10,12 @@
  * - grpc: @grpc/grpc-js unary Echo(EchoRequest{bytes payload}) on one channel, insecure, proto-loader,
  *         default options.
  * Every client checks that the reply has the size that was sent; a wrong size is a failed call.
+ * zrpc and gRPC are imported on first use, so a raw server process starts without loading them
+ * (importing zrpc costs about a second of start-up here, most of it typebox/compile).
  */
 import { fileURLToPath } from 'node:url'
 import { Dealer, Router } from 'zeromq'
-import { Type } from 'typebox'
-import * as grpc from '@grpc/grpc-js'
-import * as protoLoader from '@grpc/proto-loader'
-import { RpcClient, RpcServer, defineService } from '../../lib/index.js'
+import type * as Grpc from '@grpc/grpc-js'
 
 export const SYSTEMS = ['raw', 'zrpc-nocoalesce', 'zrpc', 'grpc'] as const
 export type SystemId = (typeof SYSTEMS)[number]
@@ -33,9 +32,13 @@ export function isSystemId(s: string): s is SystemId {
 }
 
 /** The bench contract: echo a string of N bytes. */
-export const Echo = defineService('bench', {
-  echo: { params: Type.Object({ data: Type.String() }), result: Type.Object({ data: Type.String() }) },
-})
+async function loadZrpc() {
+  const [{ Type }, zrpc] = await Promise.all([import('typebox'), import('../../lib/index.js')])
+  const Echo = zrpc.defineService('bench', {
+    echo: { params: Type.Object({ data: Type.String() }), result: Type.Object({ data: Type.String() }) },
+  })
+  return { ...zrpc, Echo }
+}
 
 /** A running echo server. */
 export interface EchoServer {
@@ -150,12 +153,14 @@ function connectRawClient(endpoint: string): EchoClient {
 // zrpc
 
 async function startZrpcServer(coalesce: boolean): Promise<EchoServer> {
+  const { RpcServer, Echo } = await loadZrpc()
   const server = new RpcServer({ coalesce }).implement(Echo, { echo: ({ data }) => ({ data }) })
   const [endpoint] = await server.bind('tcp://127.0.0.1:*')
   return { endpoint: endpoint ?? '', close: () => server.close({ timeoutMs: 1000 }) }
 }
 
-function connectZrpcClient(endpoint: string, coalesce: boolean): EchoClient {
+async function connectZrpcClient(endpoint: string, coalesce: boolean): Promise<EchoClient> {
+  const { RpcClient, Echo } = await loadZrpc()
   const client = new RpcClient({ connect: endpoint, coalesce, timeoutMs: 30_000 })
   const echo = client.service(Echo)
   return {
@@ -176,25 +181,26 @@ function connectZrpcClient(endpoint: string, coalesce: boolean): EchoClient {
 interface EchoMessage {
   payload: Buffer
 }
-interface GrpcEchoClient extends grpc.Client {
-  Echo(request: EchoMessage, callback: (err: grpc.ServiceError | null, reply?: EchoMessage) => void): grpc.ClientUnaryCall
+interface GrpcEchoClient extends Grpc.Client {
+  Echo(request: EchoMessage, callback: (err: Grpc.ServiceError | null, reply?: EchoMessage) => void): Grpc.ClientUnaryCall
 }
 interface GrpcEchoPackage {
   zrpcbench: {
-    Echo: (new (address: string, credentials: grpc.ChannelCredentials) => GrpcEchoClient) & { service: grpc.ServiceDefinition }
+    Echo: (new (address: string, credentials: Grpc.ChannelCredentials) => GrpcEchoClient) & { service: Grpc.ServiceDefinition }
   }
 }
 
-function loadGrpc(): GrpcEchoPackage {
+async function loadGrpc(): Promise<{ grpc: typeof Grpc; pkg: GrpcEchoPackage }> {
+  const [grpc, protoLoader] = await Promise.all([import('@grpc/grpc-js'), import('@grpc/proto-loader')])
   const definition = protoLoader.loadSync(PROTO, { keepCase: true, defaults: true })
-  return grpc.loadPackageDefinition(definition) as unknown as GrpcEchoPackage
+  return { grpc, pkg: grpc.loadPackageDefinition(definition) as unknown as GrpcEchoPackage }
 }
 
 async function startGrpcServer(): Promise<EchoServer> {
-  const pkg = loadGrpc()
+  const { grpc, pkg } = await loadGrpc()
   const server = new grpc.Server()
   server.addService(pkg.zrpcbench.Echo.service, {
-    Echo: (call: grpc.ServerUnaryCall<EchoMessage, EchoMessage>, callback: grpc.sendUnaryData<EchoMessage>) => {
+    Echo: (call: Grpc.ServerUnaryCall<EchoMessage, EchoMessage>, callback: Grpc.sendUnaryData<EchoMessage>) => {
       callback(null, { payload: call.request.payload })
     },
   })
@@ -217,8 +223,8 @@ async function startGrpcServer(): Promise<EchoServer> {
   }
 }
 
-function connectGrpcClient(endpoint: string): EchoClient {
-  const pkg = loadGrpc()
+async function connectGrpcClient(endpoint: string): Promise<EchoClient> {
+  const { grpc, pkg } = await loadGrpc()
   const client = new pkg.zrpcbench.Echo(endpoint, grpc.credentials.createInsecure())
   return {
     caller(size) {
@@ -253,7 +259,7 @@ export function startServer(system: SystemId): Promise<EchoServer> {
 }
 
 /** Connects the client side of `system` to a server's endpoint. */
-export function connectClient(system: SystemId, endpoint: string): EchoClient {
+export async function connectClient(system: SystemId, endpoint: string): Promise<EchoClient> {
   switch (system) {
     case 'raw':
       return connectRawClient(endpoint)
