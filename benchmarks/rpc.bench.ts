@@ -5,7 +5,9 @@
  * (see rpc/systems.ts). The server runs in a forked child process, the client here; both on 127.0.0.1.
  * Load: closed loop with W callers (sequential W=1, window16, window256), payloads 64 B and 4 KiB
  * (see harness/load.ts). Each system gets a window-16 warm-up first, then every phase its own warm-up.
- * With --runs=N every figure is the median of N runs; ratios are taken within each run, then the median.
+ * All servers run at once and the systems take turns within each phase (order rotated per run), so
+ * a row and its raw baseline are measured seconds apart. With --runs=N every figure is the median of
+ * N runs; ratios are taken within each run, then the median.
  *
  *   node dist/benchmarks/run.js rpc [--quick] [--only=zrpc,raw] [--runs=3] [--measure-ms=1700]
  *     [--warmup-ms=300] [--initial-warmup-ms=1500] [--payloads=64,4096] [--modes=sequential,window16,window256]
@@ -16,12 +18,12 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { forkServer } from './harness/child.js'
+import { forkServer, type ForkedServer } from './harness/child.js'
 import { runPhase, type PhaseResult } from './harness/load.js'
 import { describeMachine, machineInfo, type MachineInfo } from './harness/machine.js'
 import { barChartSvg } from './harness/chart.js'
 import { formatBytes, formatLatency, formatMicros, formatRate, formatRatio, median } from './harness/format.js'
-import { SYSTEMS, SYSTEM_LABELS, connectClient, type SystemId } from './rpc/systems.js'
+import { SYSTEMS, SYSTEM_LABELS, connectClient, type EchoClient, type SystemId } from './rpc/systems.js'
 
 export const MODES = { sequential: 1, window16: 16, window256: 256 } as const
 export type Mode = keyof typeof MODES
@@ -115,36 +117,46 @@ export interface MeasurePlan {
 }
 
 /**
- * Connects a client of `system` to `endpoint`, warms it up, and runs every payload x mode phase.
- * The server may be in another process (the bench) or in this one (the smoke test).
+ * Connects one client per system, warms each up, then runs every payload x mode phase with the
+ * systems back to back inside each phase, so the systems compared in one row of the table are
+ * measured seconds apart, not minutes (the machine is shared and its load drifts). The servers may
+ * be in other processes (the bench) or in this one (the smoke test).
  */
-export async function measureSystem(
-  system: SystemId,
-  endpoint: string,
+export async function measureSystems(
+  endpoints: ReadonlyArray<readonly [SystemId, string]>,
   plan: MeasurePlan,
   run = 0,
   onPhase?: (r: PhaseRecord) => void,
 ): Promise<PhaseRecord[]> {
-  const client = await connectClient(system, endpoint)
+  const clients: Array<[SystemId, EchoClient]> = []
   const records: PhaseRecord[] = []
   try {
-    if (plan.initialWarmupMs > 0) {
-      const firstPayload = plan.payloads[0] ?? 64
-      await runPhase(client.caller(firstPayload), { window: 16, warmupMs: plan.initialWarmupMs, measureMs: 1 })
+    for (const [system, endpoint] of endpoints) clients.push([system, await connectClient(system, endpoint)])
+    for (const [, client] of clients) {
+      if (plan.initialWarmupMs > 0) {
+        await runPhase(client.caller(plan.payloads[0] ?? 64), { window: 16, warmupMs: plan.initialWarmupMs, measureMs: 1 })
+      }
     }
     for (const payload of plan.payloads) {
-      const call = client.caller(payload)
+      const calls = clients.map(([system, client]) => [system, client.caller(payload)] as const)
       for (const mode of plan.modes) {
-        const result = await runPhase(call, { window: MODES[mode], warmupMs: plan.warmupMs, measureMs: plan.measureMs })
-        const record: PhaseRecord = { system, mode, payload, run, ...result }
-        records.push(record)
-        onPhase?.(record)
+        for (const [system, call] of calls) {
+          const result = await runPhase(call, { window: MODES[mode], warmupMs: plan.warmupMs, measureMs: plan.measureMs })
+          const record: PhaseRecord = { system, mode, payload, run, ...result }
+          records.push(record)
+          onPhase?.(record)
+        }
       }
     }
   } finally {
-    await client.close()
+    await Promise.all(clients.map(([, client]) => client.close()))
   }
   return records
+}
+
+/** {@link measureSystems} for one system. */
+export function measureSystem(system: SystemId, endpoint: string, plan: MeasurePlan, run = 0, onPhase?: (r: PhaseRecord) => void): Promise<PhaseRecord[]> {
+  return measureSystems([[system, endpoint]], plan, run, onPhase)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -265,20 +277,22 @@ export async function main(argv: readonly string[], machine: MachineInfo = machi
   const records: PhaseRecord[] = []
   try {
     for (let run = 0; run < o.runs; run++) {
-      for (const system of o.systems) {
-        const server = await forkServer(SERVER_MAIN, [`--system=${system}`, `--limit-ms=${limitMs}`])
-        try {
-          await measureSystem(system, server.endpoint, o, run, (r) => {
-            records.push(r)
-            const errors = r.errors > 0 ? `  ERRORS ${r.errors} (${r.firstError ?? ''})` : ''
-            console.log(
-              `I: run ${run + 1} ${system.padEnd(15)} ${formatBytes(r.payload).padStart(6)} ${r.mode.padEnd(10)} ` +
-                `${formatRate(r.callsPerSec).padStart(6)} calls/s  p50 ${formatLatency(r.p50Us).padStart(9)}  p99 ${formatLatency(r.p99Us).padStart(9)}${errors}`,
-            )
-          })
-        } finally {
-          await server.stop()
-        }
+      // Rotate the order each run, so no system always goes first after a warm-up.
+      const order = o.systems.map((_, i) => o.systems[(i + run) % o.systems.length]!)
+      const servers = new Map<SystemId, ForkedServer>()
+      try {
+        for (const system of order) servers.set(system, await forkServer(SERVER_MAIN, [`--system=${system}`, `--limit-ms=${limitMs}`]))
+        const endpoints = order.map((system) => [system, servers.get(system)!.endpoint] as const)
+        await measureSystems(endpoints, o, run, (r) => {
+          records.push(r)
+          const errors = r.errors > 0 ? `  ERRORS ${r.errors} (${r.firstError ?? ''})` : ''
+          console.log(
+            `I: run ${run + 1} ${formatBytes(r.payload).padStart(6)} ${r.mode.padEnd(10)} ${r.system.padEnd(15)} ` +
+              `${formatRate(r.callsPerSec).padStart(6)} calls/s  p50 ${formatLatency(r.p50Us).padStart(9)}  p99 ${formatLatency(r.p99Us).padStart(9)}${errors}`,
+          )
+        })
+      } finally {
+        await Promise.all([...servers.values()].map((server) => server.stop()))
       }
     }
   } finally {
