@@ -42,7 +42,7 @@ export function barChartSvg(chart: BarChart): string {
   const width = left + chart.groups.length * (groupWidth + groupGap) + 20
   const height = top + plotHeight + 50 + legendHeight
   const maxValue = niceMax(Math.max(0, ...chart.groups.flatMap((g) => g.values.filter(Number.isFinite))))
-  const y = (v: number): number => top + plotHeight - (v / maxValue) * plotHeight
+  const y = (v: number): number => Math.round((top + plotHeight - (v / maxValue) * plotHeight) * 10) / 10
 
   const out: string[] = []
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`)
@@ -61,7 +61,7 @@ export function barChartSvg(chart: BarChart): string {
       if (!Number.isFinite(value)) return
       const x = x0 + s * (barWidth + barGap)
       const color = COLORS[s % COLORS.length]!
-      out.push(`<rect x="${x}" y="${y(value)}" width="${barWidth}" height="${top + plotHeight - y(value)}" fill="${color}"/>`)
+      out.push(`<rect x="${x}" y="${y(value)}" width="${barWidth}" height="${Math.round((top + plotHeight - y(value)) * 10) / 10}" fill="${color}"/>`)
       out.push(`<text x="${x + barWidth / 2}" y="${y(value) - 5}" text-anchor="middle">${formatRate(value)}</text>`)
     })
     out.push(`<text x="${x0 + groupWidth / 2}" y="${top + plotHeight + 20}" text-anchor="middle" font-weight="bold">${escape(group.label)}</text>`)
