@@ -1,0 +1,345 @@
+/**
+ * Question: what does zrpc cost over raw zeromq.js, and what does coalescing buy, for an echo RPC?
+ *
+ * Systems: raw zeromq.js, zrpc with coalescing off, zrpc with coalescing on (the default), gRPC
+ * (see rpc/systems.ts). The server runs in a forked child process, the client here; both on 127.0.0.1.
+ * Load: closed loop with W callers (sequential W=1, window16, window256), payloads 64 B and 4 KiB
+ * (see harness/load.ts). Each system gets a window-16 warm-up first, then every phase its own warm-up.
+ * All servers run at once and the systems take turns within each phase (order rotated per run), so
+ * a row and its raw baseline are measured seconds apart. With --runs=N every figure is the median of
+ * N runs; ratios are taken within each run, then the median.
+ *
+ *   node dist/benchmarks/run.js rpc [--quick] [--only=zrpc,raw] [--runs=3] [--measure-ms=1700]
+ *     [--warmup-ms=300] [--initial-warmup-ms=1500] [--payloads=64,4096] [--modes=sequential,window16,window256]
+ *     [--write | --no-write] [--report-only]
+ * Every flag may also come from the environment as BENCH_<FLAG> (BENCH_ONLY=zrpc, BENCH_QUICK=1, ...).
+ * A full run writes benchmarks/results/rpc.json, then renders rpc.md and rpc-window256.svg from it;
+ * --quick writes nothing unless --write is given; --report-only re-renders from the stored rpc.json.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { forkServer, type ForkedServer } from './harness/child.js'
+import { runPhase, type PhaseResult } from './harness/load.js'
+import { describeMachine, machineInfo, type MachineInfo } from './harness/machine.js'
+import { barChartSvg } from './harness/chart.js'
+import { formatBytes, formatLatency, formatMicros, formatRate, formatRatio, median } from './harness/format.js'
+import { SYSTEMS, SYSTEM_LABELS, connectClient, type EchoClient, type SystemId } from './rpc/systems.js'
+
+export const MODES = { sequential: 1, window16: 16, window256: 256 } as const
+export type Mode = keyof typeof MODES
+
+export interface RpcBenchOptions {
+  readonly systems: readonly SystemId[]
+  readonly modes: readonly Mode[]
+  readonly payloads: readonly number[]
+  readonly runs: number
+  readonly initialWarmupMs: number
+  readonly warmupMs: number
+  readonly measureMs: number
+  readonly write: boolean
+  readonly quick: boolean
+}
+
+/** The aims from the issue: pipelined zrpc at least this share of raw calls/s ... */
+export const AIM_PIPELINED_RATIO = 0.7
+/** ... and one-at-a-time p50 at most this multiple of raw's. */
+export const AIM_SEQUENTIAL_P50 = 1.3
+
+// ---------------------------------------------------------------------------------------------
+// options
+
+export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): RpcBenchOptions {
+  const flag = (name: string): string | undefined => {
+    const prefix = `--${name}=`
+    const found = argv.find((a) => a === `--${name}` || a.startsWith(prefix))
+    if (found !== undefined) return found === `--${name}` ? 'true' : found.slice(prefix.length)
+    return env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`]
+  }
+  const bool = (name: string): boolean | undefined => {
+    const v = flag(name)
+    return v === undefined ? undefined : v !== '0' && v !== 'false'
+  }
+  const num = (name: string, fallback: number): number => {
+    const v = flag(name)
+    if (v === undefined) return fallback
+    const n = Number(v)
+    if (!(Number.isFinite(n) && n >= 0)) throw new Error(`--${name} needs a non-negative number, got ${v}`)
+    return n
+  }
+  const list = (name: string): string[] | undefined => flag(name)?.split(',').map((s) => s.trim()).filter((s) => s !== '')
+
+  const quick = bool('quick') ?? false
+  const only = list('only')
+  // "zrpc" names both zrpc variants; raw always runs, the ratios need it.
+  const systems = only === undefined ? [...SYSTEMS] : SYSTEMS.filter((s) => s === 'raw' || only.some((o) => s === o || s.startsWith(`${o}-`)))
+  for (const o of only ?? []) if (!SYSTEMS.some((s) => s === o || s.startsWith(`${o}-`))) throw new Error(`--only: unknown system ${o} (known: ${SYSTEMS.join(', ')})`)
+  const modes = (list('modes') ?? Object.keys(MODES)).map((m) => {
+    if (!(m in MODES)) throw new Error(`--modes: unknown mode ${m} (known: ${Object.keys(MODES).join(', ')})`)
+    return m as Mode
+  })
+  const payloads = (list('payloads') ?? ['64', '4096']).map(Number)
+  if (payloads.some((p) => !(Number.isInteger(p) && p > 0))) throw new Error('--payloads needs positive integers')
+  return {
+    systems,
+    modes,
+    payloads,
+    runs: Math.max(1, Math.round(num('runs', quick ? 1 : 3))),
+    initialWarmupMs: num('initial-warmup-ms', quick ? 200 : 1500),
+    warmupMs: num('warmup-ms', quick ? 50 : 300),
+    measureMs: Math.max(1, num('measure-ms', quick ? 200 : 1700)),
+    write: bool('write') ?? !quick,
+    quick,
+  }
+}
+
+/** Rough wall time of a run, for the hard limit. */
+export function estimateMs(o: RpcBenchOptions): number {
+  const perSystem = o.initialWarmupMs + o.modes.length * o.payloads.length * (o.warmupMs + o.measureMs) + 1500
+  return o.runs * o.systems.length * perSystem
+}
+
+// ---------------------------------------------------------------------------------------------
+// the core loop
+
+export interface PhaseRecord extends PhaseResult {
+  readonly system: SystemId
+  readonly mode: Mode
+  readonly payload: number
+  readonly run: number
+}
+
+export interface MeasurePlan {
+  readonly modes: readonly Mode[]
+  readonly payloads: readonly number[]
+  readonly initialWarmupMs: number
+  readonly warmupMs: number
+  readonly measureMs: number
+}
+
+/**
+ * Connects one client per system, warms each up, then runs every payload x mode phase with the
+ * systems back to back inside each phase, so the systems compared in one row of the table are
+ * measured seconds apart, not minutes (the machine is shared and its load drifts). The servers may
+ * be in other processes (the bench) or in this one (the smoke test).
+ */
+export async function measureSystems(
+  endpoints: ReadonlyArray<readonly [SystemId, string]>,
+  plan: MeasurePlan,
+  run = 0,
+  onPhase?: (r: PhaseRecord) => void,
+): Promise<PhaseRecord[]> {
+  const clients: Array<[SystemId, EchoClient]> = []
+  const records: PhaseRecord[] = []
+  try {
+    for (const [system, endpoint] of endpoints) clients.push([system, await connectClient(system, endpoint)])
+    for (const [, client] of clients) {
+      if (plan.initialWarmupMs > 0) {
+        await runPhase(client.caller(plan.payloads[0] ?? 64), { window: 16, warmupMs: plan.initialWarmupMs, measureMs: 1 })
+      }
+    }
+    for (const payload of plan.payloads) {
+      const calls = clients.map(([system, client]) => [system, client.caller(payload)] as const)
+      for (const mode of plan.modes) {
+        for (const [system, call] of calls) {
+          const result = await runPhase(call, { window: MODES[mode], warmupMs: plan.warmupMs, measureMs: plan.measureMs })
+          const record: PhaseRecord = { system, mode, payload, run, ...result }
+          records.push(record)
+          onPhase?.(record)
+        }
+      }
+    }
+  } finally {
+    await Promise.all(clients.map(([, client]) => client.close()))
+  }
+  return records
+}
+
+/** {@link measureSystems} for one system. */
+export function measureSystem(system: SystemId, endpoint: string, plan: MeasurePlan, run = 0, onPhase?: (r: PhaseRecord) => void): Promise<PhaseRecord[]> {
+  return measureSystems([[system, endpoint]], plan, run, onPhase)
+}
+
+// ---------------------------------------------------------------------------------------------
+// summary
+
+export interface Row {
+  readonly system: SystemId
+  readonly label: string
+  readonly mode: Mode
+  readonly payload: number
+  readonly runs: number
+  readonly callsPerSec: number
+  readonly callsPerSecMin: number
+  readonly callsPerSecMax: number
+  readonly p50Us: number
+  readonly p99Us: number
+  readonly errors: number
+  /** zrpc rows: median over runs of (this calls/s) / (raw calls/s in the same run). */
+  readonly callsRatioToRaw?: number
+  /** zrpc rows: median over runs of (this p50) / (raw p50 in the same run). */
+  readonly p50RatioToRaw?: number
+  /** zrpc rows: whether the issue's aim for this mode was met (pipelined: calls ratio; sequential: p50 ratio). */
+  readonly aim?: 'met' | 'missed'
+}
+
+export function summarize(records: readonly PhaseRecord[], o: Pick<RpcBenchOptions, 'systems' | 'modes' | 'payloads'>): Row[] {
+  const rows: Row[] = []
+  for (const payload of o.payloads) {
+    for (const mode of o.modes) {
+      for (const system of o.systems) {
+        const mine = records.filter((r) => r.system === system && r.mode === mode && r.payload === payload)
+        if (mine.length === 0) continue
+        const rates = mine.map((r) => r.callsPerSec)
+        let ratios: Pick<Row, 'callsRatioToRaw' | 'p50RatioToRaw' | 'aim'> = {}
+        if (system.startsWith('zrpc')) {
+          const callsRatios: number[] = []
+          const p50Ratios: number[] = []
+          for (const r of mine) {
+            const raw = records.find((x) => x.system === 'raw' && x.mode === mode && x.payload === payload && x.run === r.run)
+            if (raw === undefined) continue
+            callsRatios.push(r.callsPerSec / raw.callsPerSec)
+            p50Ratios.push(r.p50Us / raw.p50Us)
+          }
+          if (callsRatios.length > 0) {
+            const callsRatioToRaw = median(callsRatios)
+            const p50RatioToRaw = median(p50Ratios)
+            const met = mode === 'sequential' ? p50RatioToRaw <= AIM_SEQUENTIAL_P50 : callsRatioToRaw >= AIM_PIPELINED_RATIO
+            ratios = { callsRatioToRaw, p50RatioToRaw, aim: met ? 'met' : 'missed' }
+          }
+        }
+        rows.push({
+          system,
+          label: SYSTEM_LABELS[system],
+          mode,
+          payload,
+          runs: mine.length,
+          callsPerSec: median(rates),
+          callsPerSecMin: Math.min(...rates),
+          callsPerSecMax: Math.max(...rates),
+          p50Us: median(mine.map((r) => r.p50Us)),
+          p99Us: median(mine.map((r) => r.p99Us)),
+          errors: mine.reduce((n, r) => n + r.errors, 0),
+          ...ratios,
+        })
+      }
+    }
+  }
+  return rows
+}
+
+export function markdownTable(rows: readonly Row[]): string {
+  const lines = [
+    '| system | mode | payload | calls/s [min–max] | p50 µs | p99 µs | calls/s vs raw | p50 vs raw | aim | errors |',
+    '|---|---|---|---:|---:|---:|---:|---:|---|---:|',
+  ]
+  for (const r of rows) {
+    const spread = r.runs > 1 ? ` [${formatRate(r.callsPerSecMin)}–${formatRate(r.callsPerSecMax)}]` : ''
+    const aim = r.aim === undefined ? '' : r.mode === 'sequential' ? `p50 ≤ ${AIM_SEQUENTIAL_P50}x: ${r.aim}` : `≥ ${AIM_PIPELINED_RATIO * 100} %: ${r.aim}`
+    lines.push(
+      `| ${r.label} | ${r.mode} | ${formatBytes(r.payload)} | ${formatRate(r.callsPerSec)}${spread} | ${formatMicros(r.p50Us)} | ${formatMicros(r.p99Us)} | ${formatRatio(r.callsRatioToRaw)} | ${formatRatio(r.p50RatioToRaw)} | ${aim} | ${r.errors} |`,
+    )
+  }
+  return lines.join('\n')
+}
+
+export function window256Chart(rows: readonly Row[], machine: MachineInfo, systems: readonly SystemId[], payloads: readonly number[]): string {
+  return barChartSvg({
+    title: 'Echo RPC, 256 calls in flight: calls/s (higher is better)',
+    subtitle: `${machine.date.slice(0, 10)}, ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}; one machine, compare ratios only`,
+    yLabel: 'calls/s',
+    series: systems.map((s) => SYSTEM_LABELS[s]),
+    groups: payloads.map((payload) => ({
+      label: formatBytes(payload),
+      values: systems.map((s) => rows.find((r) => r.system === s && r.mode === 'window256' && r.payload === payload)?.callsPerSec ?? Number.NaN),
+    })),
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// main
+
+const SERVER_MAIN = fileURLToPath(new URL('./rpc/server-main.js', import.meta.url))
+const RESULTS = new URL('../../benchmarks/results/', import.meta.url)
+
+/** What rpc.json holds; the Markdown table and the chart are rendered from it. */
+export interface RpcResults {
+  readonly machine: MachineInfo
+  readonly options: RpcBenchOptions
+  readonly argv: readonly string[]
+  readonly rows: readonly Row[]
+  readonly records: readonly PhaseRecord[]
+}
+
+/** Renders rpc.md and rpc-window256.svg from rpc.json (also on its own: `run.js rpc --report-only`). */
+export function writeReports(): void {
+  const results = JSON.parse(readFileSync(new URL('rpc.json', RESULTS), 'utf8')) as RpcResults
+  const { machine, options: o, argv, rows } = results
+  const header =
+    `# rpc.bench results\n\nGenerated by \`node dist/benchmarks/run.js rpc${argv.length > 0 ? ' ' + argv.join(' ') : ''}\` from rpc.json; do not edit by hand.\n\n` +
+    `Machine: ${describeMachine(machine)}\n\n` +
+    `Method: closed loop, ${o.runs} run(s), median shown (calls/s [min–max] over runs); ratios taken within each run, then the median. ` +
+    `Per system ${o.initialWarmupMs} ms window-16 warm-up; per phase ${o.warmupMs} ms warm-up + ${o.measureMs} ms measured. ` +
+    `Aims: pipelined zrpc ≥ ${AIM_PIPELINED_RATIO * 100} % of raw calls/s; sequential zrpc p50 ≤ ${AIM_SEQUENTIAL_P50}x raw.\n\n`
+  writeFileSync(new URL('rpc.md', RESULTS), `${header}${markdownTable(rows)}\n`)
+  const charted = o.modes.includes('window256')
+  if (charted) writeFileSync(new URL('rpc-window256.svg', RESULTS), window256Chart(rows, machine, o.systems, o.payloads))
+  console.log(`I: wrote ${fileURLToPath(RESULTS)}rpc.md${charted ? ', rpc-window256.svg' : ''}`)
+}
+
+export async function main(argv: readonly string[], machine: MachineInfo = machineInfo()): Promise<Row[]> {
+  if (argv.includes('--report-only')) {
+    writeReports()
+    return []
+  }
+  const o = parseOptions(argv)
+  const limitMs = estimateMs(o) * 2 + 60_000
+  const hardLimit = setTimeout(() => {
+    console.error(`E: rpc bench exceeded its hard limit of ${Math.round(limitMs / 1000)} s`)
+    process.exit(4)
+  }, limitMs)
+  hardLimit.unref()
+  console.log(
+    `I: rpc: systems ${o.systems.join(', ')}; modes ${o.modes.join(', ')}; payloads ${o.payloads.join(', ')} B; ` +
+      `${o.runs} run(s); warm-up ${o.initialWarmupMs} ms, then per phase ${o.warmupMs} + ${o.measureMs} ms; about ${Math.round(estimateMs(o) / 1000)} s`,
+  )
+
+  const records: PhaseRecord[] = []
+  try {
+    for (let run = 0; run < o.runs; run++) {
+      // Rotate the order each run, so no system always goes first after a warm-up.
+      const order = o.systems.map((_, i) => o.systems[(i + run) % o.systems.length]!)
+      const servers = new Map<SystemId, ForkedServer>()
+      try {
+        for (const system of order) servers.set(system, await forkServer(SERVER_MAIN, [`--system=${system}`, `--limit-ms=${limitMs}`]))
+        const endpoints = order.map((system) => [system, servers.get(system)!.endpoint] as const)
+        await measureSystems(endpoints, o, run, (r) => {
+          records.push(r)
+          const errors = r.errors > 0 ? `  ERRORS ${r.errors} (${r.firstError ?? ''})` : ''
+          console.log(
+            `I: run ${run + 1} ${formatBytes(r.payload).padStart(6)} ${r.mode.padEnd(10)} ${r.system.padEnd(15)} ` +
+              `${formatRate(r.callsPerSec).padStart(6)} calls/s  p50 ${formatLatency(r.p50Us).padStart(9)}  p99 ${formatLatency(r.p99Us).padStart(9)}${errors}`,
+          )
+        })
+      } finally {
+        await Promise.all([...servers.values()].map((server) => server.stop()))
+      }
+    }
+  } finally {
+    clearTimeout(hardLimit)
+  }
+
+  const rows = summarize(records, o)
+  const table = markdownTable(rows)
+  console.log(`\n${table}\n`)
+  if (o.write) {
+    mkdirSync(RESULTS, { recursive: true })
+    const results: RpcResults = { machine, options: o, argv, rows, records }
+    writeFileSync(new URL('rpc.json', RESULTS), JSON.stringify(results, null, 2) + '\n')
+    console.log(`I: wrote ${fileURLToPath(RESULTS)}rpc.json`)
+    writeReports()
+  }
+  const errors = rows.reduce((n, r) => n + r.errors, 0)
+  if (errors > 0) console.error(`W: ${errors} calls failed; see the errors column`)
+  return rows
+}
+

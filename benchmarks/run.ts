@@ -1,0 +1,46 @@
+/**
+ * The bench runner: prints the machine, then runs one case or all of them.
+ *
+ *   npm run bench                               # every case, full length
+ *   node dist/benchmarks/run.js rpc --quick     # one case, short phases (a smoke run)
+ *   node dist/benchmarks/run.js rpc --only=zrpc --runs=1
+ *
+ * Flags after the case name go to the case (see the header of each <case>.bench.ts).
+ */
+import { describeMachine, machineInfo, type MachineInfo } from './harness/machine.js'
+
+type BenchCase = (argv: readonly string[], machine: MachineInfo) => Promise<unknown>
+
+const CASES: Record<string, () => Promise<BenchCase>> = {
+  rpc: async () => (await import('./rpc.bench.js')).main,
+}
+
+async function run(): Promise<void> {
+  const args = process.argv.slice(2)
+  const named = args[0] !== undefined && !args[0].startsWith('--') ? args[0] : undefined
+  const flags = named === undefined ? args : args.slice(1)
+  if (named !== undefined && !(named in CASES)) {
+    throw new Error(`unknown bench case ${JSON.stringify(named)}; known: ${Object.keys(CASES).join(', ')}`)
+  }
+  const machine = machineInfo()
+  console.log(`I: machine: ${describeMachine(machine)}`)
+  for (const name of named === undefined ? Object.keys(CASES) : [named]) {
+    console.log(`I: case ${name}`)
+    const bench = await CASES[name]!()
+    await bench(flags, machine)
+  }
+}
+
+run().then(
+  () => {
+    // Sockets are closed and children stopped; if a handle still lingers, do not wait for it forever.
+    setTimeout(() => {
+      console.error('W: a handle kept the process alive after the run; exiting')
+      process.exit(0)
+    }, 5000).unref()
+  },
+  (err: unknown) => {
+    console.error(`E: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,64 @@
+// Keeps the bench code from rotting: runs rpc.bench's core loop for a fraction of a second against
+// real servers and checks that calls complete without errors. It never asserts a speed.
+import { fileURLToPath } from 'node:url'
+import { expect } from 'chai'
+import { measureSystem, summarize, type MeasurePlan, type PhaseRecord } from '../../benchmarks/rpc.bench.js'
+import { nearestRank } from '../../benchmarks/harness/load.js'
+import { forkServer } from '../../benchmarks/harness/child.js'
+import { startServer, type SystemId } from '../../benchmarks/rpc/systems.js'
+
+const TINY: MeasurePlan = { modes: ['sequential', 'window16'], payloads: [64], initialWarmupMs: 0, warmupMs: 20, measureMs: 150 }
+
+describe('rpc bench smoke run (tiny durations, no speed asserted)', function () {
+  this.timeout(5000)
+  const records: PhaseRecord[] = []
+
+  for (const system of ['raw', 'zrpc'] as const satisfies readonly SystemId[]) {
+    it(`completes calls without errors on ${system} with an in-process server`, async () => {
+      const server = await startServer(system)
+      try {
+        expect(server.endpoint).to.match(/^tcp:\/\/127\.0\.0\.1:\d+$/)
+        const mine = await measureSystem(system, server.endpoint, TINY)
+        records.push(...mine)
+        expect(mine).to.have.length(2)
+        for (const r of mine) {
+          expect(r.errors, r.firstError).to.equal(0)
+          expect(r.completed).to.be.greaterThan(0)
+          expect(r.p50Us).to.be.greaterThan(0)
+        }
+      } finally {
+        await server.close()
+      }
+    })
+  }
+
+  it('summarizes the runs with each zrpc row as a ratio to raw', () => {
+    const rows = summarize(records, { systems: ['raw', 'zrpc'], modes: ['sequential', 'window16'], payloads: [64] })
+    expect(rows.map((r) => `${r.system} ${r.mode}`)).to.deep.equal(['raw sequential', 'zrpc sequential', 'raw window16', 'zrpc window16'])
+    for (const row of rows.filter((r) => r.system === 'zrpc')) {
+      expect(row.callsRatioToRaw).to.be.a('number').and.greaterThan(0)
+      expect(row.aim).to.be.oneOf(['met', 'missed'])
+    }
+  })
+
+  it('serves from a forked child process that exits when told to stop', async () => {
+    const serverMain = fileURLToPath(new URL('../../benchmarks/rpc/server-main.js', import.meta.url))
+    const server = await forkServer(serverMain, ['--system=raw', '--limit-ms=10000'])
+    try {
+      const [record] = await measureSystem('raw', server.endpoint, { ...TINY, modes: ['window16'], measureMs: 100 })
+      expect(record?.errors).to.equal(0)
+      expect(record?.completed).to.be.greaterThan(0)
+    } finally {
+      await server.stop()
+    }
+    expect(server.child.exitCode).to.equal(0)
+  })
+
+  it('takes percentiles by exact nearest rank', () => {
+    const sorted = Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    expect(nearestRank(sorted, 50)).to.equal(5)
+    expect(nearestRank(sorted, 99)).to.equal(10)
+    expect(nearestRank(Float64Array.from([7]), 99)).to.equal(7)
+    expect(Number.isNaN(nearestRank(new Float64Array(0), 50))).to.equal(true)
+  })
+})
