@@ -24,7 +24,10 @@ class FakeSocket implements FrameSink {
   }
 }
 
-const flush = (): Promise<void> => new Promise((r) => setImmediate(r))
+/** Lets the pump take its next step: a send completion plus the one-turn wait before the next batch. */
+const flush = async (): Promise<void> => {
+  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r))
+}
 const b = (s: string): Buffer => Buffer.from(s)
 
 describe('SendQueue: one writer per socket', () => {
@@ -61,6 +64,17 @@ describe('SendQueue: one writer per socket', () => {
       ['B', 'b1'],
     ])
     expect(queue.counters).to.include({ messages: 4, frames: 3 })
+  })
+
+  it('joins what callers push across one tick even when each send resolves at once, as zeromq.js sends do', async () => {
+    const sent: string[] = []
+    const socket: FrameSink = { closed: false, send: (m) => (sent.push(String(m)), Promise.resolve()) }
+    const queue = new SendQueue(socket)
+    queue.push(b('first'))
+    // Ten callers, each in its own microtask, as replies resolved one after another would be.
+    for (let i = 0; i < 10; i++) await Promise.resolve().then(() => queue.push(b(`${i}`)))
+    await queue.idle()
+    expect(sent).to.deep.equal(['first', '0123456789'])
   })
 
   it('does not join past maxFrameBytes', async () => {
