@@ -73,6 +73,10 @@ export interface Malformed {
 /** Largest id a peer may use: ids must stay exact in a JavaScript number. */
 export const MAX_ID = Number.MAX_SAFE_INTEGER
 
+// REQUEST (without metadata) and REPLY are written by hand: two of the four encodes of every call,
+// with a fixed layout; this measured 1.5-3x faster than cbor-x for them. The bytes are the ones cbor-x
+// writes (tests check both). Reading stays with cbor-x: a hand reader measured slower than its decoder.
+
 export function encodeRequest(
   id: number,
   service: string,
@@ -81,11 +85,75 @@ export function encodeRequest(
   metadata: Metadata | null,
   params: Uint8Array,
 ): Buffer {
-  return encodeCbor([PROTOCOL_VERSION, Kind.Request, id, service, method, timeoutMs, metadata, params])
+  if (metadata !== null) return encodeCbor([PROTOCOL_VERSION, Kind.Request, id, service, method, timeoutMs, metadata, params])
+  const serviceBytes = Buffer.byteLength(service)
+  const methodBytes = Buffer.byteLength(method)
+  const size =
+    3 + headSize(id) + headSize(serviceBytes) + serviceBytes + headSize(methodBytes) + methodBytes + headSize(timeoutMs) + 1 + headSize(params.length) + params.length
+  const out = Buffer.allocUnsafe(size)
+  out[0] = 0x88
+  out[1] = PROTOCOL_VERSION
+  out[2] = Kind.Request
+  let pos = writeHead(out, 3, 0, id)
+  pos = writeText(out, writeHead(out, pos, 3, serviceBytes), service, serviceBytes)
+  pos = writeText(out, writeHead(out, pos, 3, methodBytes), method, methodBytes)
+  pos = writeHead(out, pos, 0, timeoutMs)
+  out[pos++] = 0xf6
+  pos = writeHead(out, pos, 2, params.length)
+  out.set(params, pos)
+  return out
 }
 
 export function encodeReply(id: number, result: Uint8Array): Buffer {
-  return encodeCbor([PROTOCOL_VERSION, Kind.Reply, id, result])
+  const out = Buffer.allocUnsafe(3 + headSize(id) + headSize(result.length) + result.length)
+  out[0] = 0x84
+  out[1] = PROTOCOL_VERSION
+  out[2] = Kind.Reply
+  const pos = writeHead(out, writeHead(out, 3, 0, id), 2, result.length)
+  out.set(result, pos)
+  return out
+}
+
+// Service and method names are short and nearly always ASCII: a plain loop avoids a native call.
+function writeText(out: Buffer, pos: number, text: string, bytes: number): number {
+  if (bytes === text.length && bytes <= 32) {
+    for (let i = 0; i < bytes; i++) out[pos + i] = text.charCodeAt(i)
+    return pos + bytes
+  }
+  return pos + out.write(text, pos, 'utf8')
+}
+
+/** Bytes of a CBOR head carrying `n`. */
+function headSize(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9
+}
+
+/** Writes the shortest CBOR head of major type `major` carrying `n`; returns the next position. */
+function writeHead(out: Buffer, pos: number, major: number, n: number): number {
+  const type = major << 5
+  if (n < 24) {
+    out[pos] = type | n
+    return pos + 1
+  }
+  if (n < 0x100) {
+    out[pos] = type | 24
+    out[pos + 1] = n
+    return pos + 2
+  }
+  if (n < 0x10000) {
+    out[pos] = type | 25
+    out.writeUInt16BE(n, pos + 1)
+    return pos + 3
+  }
+  if (n < 0x100000000) {
+    out[pos] = type | 26
+    out.writeUInt32BE(n, pos + 1)
+    return pos + 5
+  }
+  out[pos] = type | 27
+  out.writeUInt32BE(Math.floor(n / 0x100000000), pos + 1)
+  out.writeUInt32BE(n >>> 0, pos + 5)
+  return pos + 9
 }
 
 export function encodeError(id: number, code: StatusCode, message: string, details?: unknown): Buffer {
@@ -96,7 +164,12 @@ export function encodeCancel(id: number): Buffer {
   return encodeCbor([PROTOCOL_VERSION, Kind.Cancel, id])
 }
 
-const isId = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_ID
+/** An unsigned integer up to MAX_ID as a number; cbor-x reads 64-bit heads as bigints, so accept those too. */
+function asUint(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 && v <= MAX_ID ? v : undefined
+  if (typeof v === 'bigint') return v >= 0n && v <= BigInt(MAX_ID) ? Number(v) : undefined
+  return undefined
+}
 const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array
 
 function isMetadata(v: unknown): v is Metadata | null {
@@ -112,17 +185,18 @@ const malformed = (id: number | undefined, code: StatusCode, reason: string): Ma
 export function toEnvelope(item: unknown): Envelope | Malformed {
   if (!Array.isArray(item) || item.length < 3) return malformed(undefined, 'INVALID_ARGUMENT', 'envelope is not an array of 3 or more items')
   const [version, kind, id] = item as unknown[]
-  const knownId = isId(id) ? id : undefined
+  const knownId = asUint(id)
   if (version !== PROTOCOL_VERSION) {
     return malformed(knownId, 'FAILED_PRECONDITION', `unsupported protocol version ${String(version)}, this peer speaks ${PROTOCOL_VERSION}`)
   }
   if (knownId === undefined) return malformed(undefined, 'INVALID_ARGUMENT', 'envelope id is not an unsigned integer')
   switch (kind) {
     case Kind.Request: {
-      const [, , , service, method, timeoutMs, metadata, params] = item as unknown[]
+      const [, , , service, method, rawTimeout, metadata, params] = item as unknown[]
+      const timeoutMs = asUint(rawTimeout)
       if (item.length !== 8) return malformed(knownId, 'INVALID_ARGUMENT', 'request envelope must have 8 items')
       if (typeof service !== 'string' || typeof method !== 'string') return malformed(knownId, 'INVALID_ARGUMENT', 'service and method must be text')
-      if (!isId(timeoutMs)) return malformed(knownId, 'INVALID_ARGUMENT', 'timeoutMs must be an unsigned integer')
+      if (timeoutMs === undefined) return malformed(knownId, 'INVALID_ARGUMENT', 'timeoutMs must be an unsigned integer')
       if (!isMetadata(metadata)) return malformed(knownId, 'INVALID_ARGUMENT', 'metadata must be a map of text to text, or null')
       if (!isBytes(params)) return malformed(knownId, 'INVALID_ARGUMENT', 'params must be a byte string')
       return { kind: Kind.Request, id: knownId, service, method, timeoutMs, metadata, params }

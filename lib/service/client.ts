@@ -44,7 +44,8 @@ export class RpcClient {
     checkTimeout(this.timeoutMs)
     const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: maxMessageSize }
-    const nextId = (): number => (this.lastId = this.lastId >= MAX_ID ? 1 : this.lastId + 1)
+    // Ids wrap within 32 bits: compact on the wire, and far more than the calls one client has in flight.
+    const nextId = (): number => (this.lastId = this.lastId >= 0xffffffff ? 1 : this.lastId + 1)
     this.channels = endpoints.map((e) => new Channel(e, nextId, { maxMessageSize, coalesce: options.coalesce ?? true }))
   }
 

@@ -1,4 +1,5 @@
 import { expect } from 'chai'
+import { encodeCbor } from '../../lib/codec/cbor.js'
 import { Kind, encodeCancel, encodeError, encodeReply, encodeRequest, parseFrame } from '../../lib/codec/envelope.js'
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex')
@@ -15,6 +16,27 @@ describe('zrpc/1 envelopes built by hand from the spec', () => {
   it('writes a REQUEST exactly as the spec lays it out', () => {
     const frame = encodeRequest(7, 'calc', 'add', 1000, null, hex('a1616101'))
     expect(frame.toString('hex')).to.equal('880100076463616c636361646419 03e8 f6 44a1616101'.replace(/\s/g, ''))
+  })
+
+  it('writes REQUEST and REPLY by hand exactly as the general CBOR encoder does, at every head size', () => {
+    for (const n of [0, 1, 23, 24, 255, 256, 65535, 65536, 2 ** 32 - 1]) {
+      const payload = Buffer.alloc(n % 70_000, 7)
+      for (const name of ['a', 'x'.repeat(24), 'é✓', 'y'.repeat(40)]) {
+        const general = encodeCbor([1, 0, n, name, name, n, null, payload])
+        expect(encodeRequest(n, name, name, n, null, payload).equals(general), `request ${n} ${name}`).to.equal(true)
+      }
+      expect(encodeReply(n, payload).equals(encodeCbor([1, 1, n, payload])), `reply ${n}`).to.equal(true)
+    }
+  })
+
+  it('writes ids and budgets past 2^32 as 64-bit unsigned integers and reads them back', () => {
+    for (const n of [2 ** 32, 2 ** 40 + 3, 2 ** 53 - 1]) {
+      const frame = encodeRequest(n, 'a', 'b', n, null, Buffer.alloc(0))
+      expect(frame.subarray(3, 12).toString('hex')).to.equal(`1b${n.toString(16).padStart(16, '0')}`)
+      expect(parseFrame(frame)[0]).to.deep.include({ kind: Kind.Request, id: n, timeoutMs: n })
+      expect(parseFrame(encodeReply(n, Buffer.alloc(1)))[0]).to.deep.include({ kind: Kind.Reply, id: n })
+    }
+    expect(parseFrame(hex('83 01 03 1b 0020000000000000'))[0]).to.deep.include({ kind: 'malformed', id: undefined })
   })
 
   it('writes and reads REPLY, ERROR and CANCEL', () => {
