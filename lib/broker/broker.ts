@@ -14,6 +14,8 @@ import { MajordomoBroker, type QueuedRequest, type RejectReason, type ServiceSta
 import { Kind, encodeError, encodeRequest, parseFrame, type RequestEnvelope } from '../codec/envelope.js'
 import type { StatusCode } from '../errors.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
+import { RpcServer } from '../service/server.js'
+import { BrokerAdmin } from './admin.js'
 
 export interface BrokerOptions {
   /** Heartbeat interval in ms (default 2500). Workers (`connectBroker`) must use the same. */
@@ -41,6 +43,8 @@ export interface BrokerStats {
   readonly rejected: Record<string, number>
   /** Requests dropped because their deadline passed while they were queued. */
   readonly expired: number
+  /** Every registered worker (the broker's own `zrpc.broker` workers included). */
+  readonly workerList: ReadonlyArray<{ readonly identity: string; readonly service: string }>
 }
 
 /** A worker joining or leaving, as {@link Broker.onWorkerEvent} reports it. */
@@ -63,11 +67,14 @@ export class Broker {
   private readonly refusals = new WeakMap<QueuedRequest, Refusal>()
   private expired = 0
   private closed: Promise<void> | undefined
+  private readonly liveWorkers = new Map<string, string>()
+  private admin: RpcServer | undefined
+  private readonly heartbeat: { heartbeatMs: number; liveness: number }
 
   constructor(options: BrokerOptions = {}) {
+    this.heartbeat = { heartbeatMs: options.heartbeatMs ?? 2500, liveness: options.liveness ?? 3 }
     this.mdp = new MajordomoBroker({
-      heartbeatMs: options.heartbeatMs ?? 2500,
-      liveness: options.liveness ?? 3,
+      ...this.heartbeat,
       maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       ...(options.maxQueuePerService !== undefined && { maxQueuePerService: options.maxQueuePerService }),
       ...(options.requestExpiryMs !== undefined && { requestExpiryMs: options.requestExpiryMs }),
@@ -76,12 +83,15 @@ export class Broker {
       // The broker cannot know whether running the call again is safe; the client does (idempotent).
       onWorkerLost: () => 'drop',
     })
+    this.mdp.on('worker-joined', (w) => this.liveWorkers.set(w.identity, w.service))
+    this.mdp.on('worker-left', (w) => this.liveWorkers.delete(w.identity))
   }
 
   /** Binds one or more endpoints and returns them resolved (ephemeral ports filled in). */
   async bind(endpoints: string | readonly string[]): Promise<string[]> {
     const resolved: string[] = []
     for (const endpoint of typeof endpoints === 'string' ? [endpoints] : endpoints) resolved.push(await this.mdp.bind(endpoint))
+    if (this.admin === undefined) await this.serveAdmin()
     return resolved
   }
 
@@ -104,13 +114,30 @@ export class Broker {
   }
 
   stats(): BrokerStats {
-    return { ...this.mdp.stats(), expired: this.expired }
+    const workerList = [...this.liveWorkers].map(([identity, service]) => ({ identity, service }))
+    return { ...this.mdp.stats(), expired: this.expired, workerList }
   }
 
   /** Stops serving. Workers notice by heartbeat and re-register with whatever binds the endpoint next. */
   close(): Promise<void> {
-    this.closed ??= this.mdp.close()
+    this.closed ??= (async () => {
+      await this.admin?.close({ timeoutMs: 100 })
+      await this.mdp.close()
+    })()
     return this.closed
+  }
+
+  /** Serves `zrpc.broker` through this broker, on a private inproc endpoint. */
+  private async serveAdmin(): Promise<void> {
+    const endpoint = await this.mdp.bind(`inproc://zrpc-broker-${process.pid}-${++brokers}`)
+    this.admin = new RpcServer().implement(BrokerAdmin, {
+      services: () => {
+        const { services, dropped, rejected, expired, workerList } = this.stats()
+        return { services: Object.entries(services).map(([name, s]) => ({ name, ...s })), workers: [...workerList], dropped, rejected, expired }
+      },
+      disconnectWorker: ({ identity }) => this.disconnectWorker(identity),
+    })
+    await this.admin.connectBroker(endpoint, this.heartbeat)
   }
 
   /** Right before a request goes to a worker: drop it if unreadable or out of time, else refresh its budget. */
@@ -152,6 +179,8 @@ export class Broker {
     }
   }
 }
+
+let brokers = 0
 
 function readRequest(req: QueuedRequest): RequestEnvelope | undefined {
   const [frame] = req.body

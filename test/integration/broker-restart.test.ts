@@ -30,7 +30,7 @@ describe('broker restart', function () {
     const client = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
     const calc = client.service(Calc)
     try {
-      await until(() => broker.stats().workers === 2, 5000, 'workers registered')
+      await until(() => broker.stats().services['calc']?.workers === 2, 5000, 'workers registered')
       expect(await calc.add({ a: 1, b: 2 })).to.equal(3)
 
       // Under load: calls in flight when the broker goes end with UNAVAILABLE (or finish first).
@@ -42,7 +42,7 @@ describe('broker restart', function () {
       }
 
       broker = await rebind(endpoint)
-      await until(() => broker.stats().workers === 2, 10_000, 'workers re-registered')
+      await until(() => broker.stats().services['calc']?.workers === 2, 10_000, 'workers re-registered')
       expect(await calc.add({ a: 40, b: 2 })).to.equal(42)
       const many = await Promise.all(Array.from({ length: 50 }, (_, i) => calc.add({ a: i, b: 1 })))
       expect(many).to.deep.equal(Array.from({ length: 50 }, (_, i) => i + 1))
@@ -60,7 +60,7 @@ describe('broker restart', function () {
     await server.connectBroker(endpoint, HEARTBEAT)
     const client = new RpcClient({ broker: endpoint, timeoutMs: 10_000 })
     try {
-      await until(() => broker.stats().workers === 1, 5000, 'worker registered')
+      await until(() => broker.stats().services['calc']?.workers === 1, 5000, 'worker registered')
       const call = client.service(Calc).slow({ ms: 5000 })
       await sleep(100)
       await broker.close()

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import { Type } from 'typebox'
-import { Broker, RpcClient, RpcError, RpcServer, defineService } from '../../lib/index.js'
+import { Broker, BrokerAdmin, RpcClient, RpcError, RpcServer, defineService } from '../../lib/index.js'
 import { Calc, calcHandlers, type CalcProbe } from '../helpers/calc.js'
 import { rejection, sleep, until } from '../helpers/endpoints.js'
 
@@ -98,6 +98,37 @@ describe('load spread over workers', function () {
     } finally {
       await client.close()
       await Promise.all(servers.map((s) => s.close()))
+      await broker.close()
+    }
+  })
+})
+
+describe('the broker management service', function () {
+  this.timeout(15_000)
+  it('lists services and workers and disconnects a worker, through the broker itself', async () => {
+    const broker = new Broker(HEARTBEAT)
+    const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+    const server = new RpcServer().implement(Calc, calcHandlers())
+    const client = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
+    try {
+      await server.connectBroker(endpoint, { ...HEARTBEAT, concurrency: 2 })
+      await workersReady(broker, 'calc', 2)
+      const admin = client.service(BrokerAdmin)
+      await client.service(Calc).add({ a: 1, b: 1 })
+      const before = await admin.services({})
+      const calc = before.services.find((s) => s.name === 'calc')
+      expect(calc).to.include({ workers: 2, requests: 1, replies: 1, queued: 0 })
+      const calcWorkers = before.workers.filter((w) => w.service === 'calc')
+      expect(calcWorkers).to.have.length(2)
+      expect(await admin.disconnectWorker({ identity: calcWorkers[0]!.identity })).to.equal(true)
+      expect(await admin.disconnectWorker({ identity: 'nobody' })).to.equal(false)
+      // The worker reconnects as a new worker; the old identity is gone for good.
+      await until(() => !broker.stats().workerList.some((w) => w.identity === calcWorkers[0]!.identity), 5000, 'worker gone')
+      const after = await admin.services({})
+      expect(after.workers.map((w) => w.identity)).to.not.include(calcWorkers[0]!.identity)
+    } finally {
+      await client.close()
+      await server.close()
       await broker.close()
     }
   })
