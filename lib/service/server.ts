@@ -9,7 +9,7 @@ import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { Dispatcher, type DispatcherStats, type RawHandler } from '../rpc/dispatcher.js'
 import { Listener, type ListenerStats } from '../rpc/listener.js'
-import { BrokerWorker } from '../rpc/broker-worker.js'
+import { BrokerWorker, type BrokerWorkerStats } from '../rpc/broker-worker.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
 import type { ServiceDefinition, ServiceHandlers } from './contract.js'
 import { validatorsFor } from './validator.js'
@@ -44,6 +44,8 @@ export interface ConnectBrokerOptions {
 export interface RpcServerStats {
   readonly calls: DispatcherStats
   readonly input: ListenerStats[]
+  /** One entry per broker worker ({@link RpcServer.connectBroker}). */
+  readonly broker: BrokerWorkerStats[]
 }
 
 export class RpcServer {
@@ -143,7 +145,7 @@ export class RpcServer {
   }
 
   get stats(): RpcServerStats {
-    return { calls: { ...this.dispatcher.stats }, input: this.listeners.map((l) => ({ ...l.stats })) }
+    return { calls: { ...this.dispatcher.stats }, input: this.listeners.map((l) => ({ ...l.stats })), broker: this.brokerWorkers.map((w) => ({ ...w.stats })) }
   }
 }
 

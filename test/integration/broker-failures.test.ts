@@ -153,6 +153,18 @@ describe('broker failures', function () {
     attacker.close()
   })
 
+  it('drops a peer that sends an oversized message and keeps serving the others', async () => {
+    await rig.close()
+    rig = await new Rig().start({ maxMessageSize: 64 * 1024 })
+    await rig.calcServer({ aborted: [], started: 0 })
+    await workersReady(rig.broker, 'calc', 1)
+    const calc = rig.client().service(Calc)
+    const big = calc.echo({ data: 'x'.repeat(200 * 1024) }, { timeoutMs: 1000 })
+    expect(await rejection(big)).to.be.instanceOf(RpcError).with.property('code', 'UNAVAILABLE')
+    const other = rig.client().service(Calc)
+    expect(await other.add({ a: 1, b: 2 })).to.equal(3)
+  })
+
   it('carries a raw REQUEST envelope sent by hand', async () => {
     await rig.calcServer({ aborted: [], started: 0 })
     await workersReady(rig.broker, 'calc', 1)
