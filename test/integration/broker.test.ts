@@ -42,8 +42,9 @@ describe('typed calls through the broker', function () {
 
   it('runs four calls at once on a server with concurrency 4', async () => {
     const started = probe.started
-    const calls = Array.from({ length: 4 }, () => client.service(Calc).slow({ ms: 300 }))
-    await until(() => probe.started - started === 4, 250, 'four handlers running together')
+    const calls = Array.from({ length: 4 }, () => client.service(Calc).slow({ ms: 1000 }))
+    // One at a time, the fourth could not start before the first ended, 1000 ms in.
+    await until(() => probe.started - started === 4, 900, 'four handlers running together')
     await Promise.all(calls)
   })
 
