@@ -13,6 +13,10 @@ type BenchCase = (argv: readonly string[], machine: MachineInfo) => Promise<unkn
 
 const CASES: Record<string, () => Promise<BenchCase>> = {
   rpc: async () => (await import('./rpc.bench.js')).main,
+  broker: async () => {
+    const { main } = await import('./broker.bench.js')
+    return (argv) => main(argv)
+  },
 }
 
 async function run(): Promise<void> {

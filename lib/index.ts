@@ -11,8 +11,10 @@ export {
   type ParamsOf,
   type ResultOf,
 } from './service/contract.js'
-export { RpcServer, type RpcServerOptions, type RpcServerStats } from './service/server.js'
-export { RpcClient, type RpcClientOptions } from './service/client.js'
+export { RpcServer, type ConnectBrokerOptions, type RpcServerOptions, type RpcServerStats } from './service/server.js'
+export { RpcClient, type RpcClientOptions, type RpcClientSettings, type RpcClientTarget } from './service/client.js'
+export { Broker, type BrokerOptions, type BrokerStats, type BrokerWorkerEvent } from './broker/broker.js'
+export { BrokerAdmin } from './broker/admin.js'
 export type { CallContext } from './rpc/dispatcher.js'
 export type { Metadata } from './codec/envelope.js'
 export type { ValidationIssue } from './service/validator.js'

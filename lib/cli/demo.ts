@@ -1,26 +1,20 @@
 /**
  * `zrpc demo`: a server and three clients on loopback, typed calls, a deadline, a cancel and a
- * validation error, printed as they happen. Needs no configuration and exits by itself.
+ * validation error; then a broker and three workers and how requests spread over them; printed as
+ * they happen. Needs no configuration and exits by itself.
  */
-import { Type } from 'typebox'
 import { RpcClient } from '../service/client.js'
 import { RpcServer } from '../service/server.js'
-import { defineService } from '../service/contract.js'
 import { RpcError } from '../errors.js'
+import { Shop } from './shop.js'
+import { runBrokerDemo } from './demo-broker.js'
 
-export const Shop = defineService('shop', {
-  price: { params: Type.Object({ sku: Type.String({ minLength: 1 }) }), result: Type.Object({ sku: Type.String(), cents: Type.Integer() }), idempotent: true },
-  checkout: {
-    params: Type.Object({ items: Type.Array(Type.Object({ sku: Type.String(), qty: Type.Integer({ minimum: 1 }) }), { minItems: 1 }) }),
-    result: Type.Object({ order: Type.Integer(), totalCents: Type.Integer() }),
-  },
-  report: { params: Type.Object({ ms: Type.Integer({ minimum: 0 }) }), result: Type.String() },
-})
+export { Shop }
 
 const priceOf = (sku: string): number => 100 + ([...sku].reduce((n, c) => n + c.charCodeAt(0), 0) % 900)
 
 /** Runs the demo, writing to `print`; resolves with a summary once everything is closed. */
-export async function runDemo(print: (line: string) => void = (line) => process.stdout.write(`${line}\n`)): Promise<{ calls: number; errors: Record<string, number> }> {
+export async function runDemo(print: (line: string) => void = (line) => process.stdout.write(`${line}\n`)): Promise<{ calls: number; errors: Record<string, number>; perWorker: number[] }> {
   let nextOrder = 1000
   const server = new RpcServer().implement(Shop, {
     price: ({ sku }) => ({ sku, cents: priceOf(sku) }),
@@ -84,6 +78,7 @@ export async function runDemo(print: (line: string) => void = (line) => process.
     await Promise.all(clients.map((c) => c.close()))
     await server.close()
   }
+  const { perWorker } = await runBrokerDemo(print)
   print('closed: all sockets shut, exiting')
-  return { calls, errors }
+  return { calls, errors, perWorker }
 }

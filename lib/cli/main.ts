@@ -2,17 +2,25 @@
  * The `zrpc` command line. One subcommand per file; this file only dispatches.
  */
 import { runDemo } from './demo.js'
+import { BROKER_USAGE, runBroker } from './broker.js'
 
 const USAGE = `usage: zrpc <command>
 
 commands:
   demo      start a server and clients on loopback, make typed calls, print what happened
+  broker    run a broker for typed RPC (zrpc broker --help for options)
   help      show this text`
 
 /** Runs the CLI with `argv` (without node and the script) and returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
-  const [command] = argv
+  const [command, ...rest] = argv
   switch (command) {
+    case 'broker':
+      if (rest.includes('--help') || rest.includes('-h')) {
+        process.stdout.write(`${BROKER_USAGE}\n`)
+        return 0
+      }
+      return runBroker(rest)
     case 'demo':
       await runDemo()
       return 0

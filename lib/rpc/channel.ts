@@ -9,17 +9,23 @@
  *   DEALER  ->  [ frame: CBOR sequence of REQUEST / CANCEL envelopes ]
  *           <-  [ frame: CBOR sequence of REPLY / ERROR envelopes ]
  * ```
+ * Through a Majordomo broker each frame rides in its own MDP client message instead (see framing.ts).
+ * There a CANCEL cannot reach the worker: cancelling or timing out ends the call here only, and the
+ * worker's `ctx.signal` aborts at the deadline, which travels in the request.
  */
 import { Dealer } from 'zeromq'
 import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
 import { Kind, encodeCancel, encodeRequest, parseFrame, type Metadata } from '../codec/envelope.js'
 import { SendQueue } from '../transport/send-queue.js'
+import { directFraming, type Framing } from './framing.js'
 
 export interface ChannelOptions {
   readonly maxMessageSize: number
   readonly coalesce: boolean
   readonly sendHighWaterMark?: number
+  /** How frames travel (default: direct to a zrpc server). */
+  readonly framing?: Framing
 }
 
 export interface CallOptions {
@@ -49,6 +55,7 @@ export class Channel {
   private readonly queue: SendQueue
   private readonly pending = new Map<number, Pending>()
   private readonly limits: CborLimits
+  private readonly framing: Framing
   private closed = false
   readonly stats: ChannelStats = { calls: 0, inFlight: 0, lateReplies: 0, malformed: 0 }
 
@@ -64,7 +71,8 @@ export class Channel {
       receiveHighWaterMark: 100_000,
     })
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: options.maxMessageSize }
-    this.queue = new SendQueue(this.socket, { coalesce: options.coalesce, maxFrameBytes: Math.min(256 * 1024, options.maxMessageSize) })
+    this.framing = options.framing ?? directFraming
+    this.queue = new SendQueue(this.socket, { coalesce: options.coalesce && this.framing.coalesce, maxFrameBytes: Math.min(256 * 1024, options.maxMessageSize) })
     // A connection that drops takes its in-flight calls with it: the server's replies would go to a
     // routing id that no longer exists. Fail them now instead of at their deadlines.
     this.socket.events.on('disconnect', () => this.failAll('UNAVAILABLE', `connection to ${endpoint} lost; the call may or may not have run`))
@@ -93,7 +101,7 @@ export class Channel {
     return new Promise<Uint8Array>((resolve, reject) => {
       const onAbort = (): void => {
         if (!this.pending.has(id)) return
-        this.queue.push(encodeCancel(id))
+        this.sendCancel(service, id)
         end()
         reject(new RpcError('CANCELLED', 'call cancelled by the caller'))
       }
@@ -117,12 +125,12 @@ export class Channel {
       this.stats.inFlight = this.pending.size
       const timer = setTimeout(() => {
         // Tell the server to stop; it also sees the deadline itself, this only saves it work sooner.
-        this.queue.push(encodeCancel(id))
+        this.sendCancel(service, id)
         end()
         reject(new RpcError('DEADLINE_EXCEEDED', `deadline of ${remaining} ms exceeded calling ${service}.${method}`))
       }, remaining)
       signal?.addEventListener('abort', onAbort, { once: true })
-      if (!this.queue.push(frame)) {
+      if (!this.framing.push(this.queue, service, frame)) {
         end()
         reject(new RpcError('RESOURCE_EXHAUSTED', 'send queue is full'))
       }
@@ -137,6 +145,10 @@ export class Channel {
     this.socket.close()
   }
 
+  private sendCancel(service: string, id: number): void {
+    if (this.framing.canCancel) this.framing.push(this.queue, service, encodeCancel(id))
+  }
+
   private failAll(code: 'CANCELLED' | 'UNAVAILABLE', message: string): void {
     for (const call of [...this.pending.values()]) call.reject(new RpcError(code, message))
   }
@@ -144,7 +156,7 @@ export class Channel {
   private async receiveLoop(): Promise<void> {
     try {
       for await (const frames of this.socket) {
-        const frame = frames.length === 1 ? frames[0] : undefined
+        const frame = this.framing.unwrap(frames)
         if (frame === undefined) {
           this.stats.malformed++
           continue

@@ -5,18 +5,39 @@
  * const client = new RpcClient({ connect: 'tcp://127.0.0.1:5555' })
  * const calc = client.service(Calc)
  * const sum = await calc.add({ a: 1, b: 2 })
+ *
+ * // or through a Majordomo broker:
+ * const viaBroker = new RpcClient({ broker: 'tcp://127.0.0.1:5555' }).service(Calc)
  */
 import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { MAX_ID, type Metadata } from '../codec/envelope.js'
 import { Channel, type ChannelStats } from '../rpc/channel.js'
+import { mdpFraming } from '../rpc/framing.js'
 import type { CallOptions, ServiceClient, ServiceDefinition } from './contract.js'
 import { validatorsFor } from './validator.js'
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT_MS } from '../rpc/limits.js'
 
-export interface RpcClientOptions {
-  /** A server endpoint, or several: calls are spread over them in turn. */
-  readonly connect: string | readonly string[]
+/** Where an {@link RpcClient} sends its calls: to servers directly, or through a broker. */
+export type RpcClientTarget =
+  | {
+      /** A server endpoint, or several: calls are spread over them in turn. */
+      readonly connect: string | readonly string[]
+      readonly broker?: never
+    }
+  | {
+      /**
+       * A Majordomo broker's endpoint. Calls go to whichever worker the broker picks; cancelling a call
+       * ends it here only (the worker's signal aborts at the deadline). Idempotent methods are retried
+       * within their deadline when the broker reports their worker lost.
+       */
+      readonly broker: string
+      readonly connect?: never
+    }
+
+export type RpcClientOptions = RpcClientTarget & RpcClientSettings
+
+export interface RpcClientSettings {
   /** Default time budget of every call in ms (default 30 000). Every call has a deadline. */
   readonly timeoutMs?: number
   /** Largest message sent or accepted, in bytes (default 4 MiB). */
@@ -38,7 +59,7 @@ export class RpcClient {
   private closed = false
 
   constructor(private readonly options: RpcClientOptions) {
-    const endpoints = typeof options.connect === 'string' ? [options.connect] : [...options.connect]
+    const endpoints = options.broker !== undefined ? [options.broker] : typeof options.connect === 'string' ? [options.connect] : [...(options.connect ?? [])]
     if (endpoints.length === 0) throw new TypeError('RpcClient needs at least one endpoint to connect to')
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
     checkTimeout(this.timeoutMs)
@@ -46,7 +67,8 @@ export class RpcClient {
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: maxMessageSize }
     // Ids wrap within 32 bits: compact on the wire, and far more than the calls one client has in flight.
     const nextId = (): number => (this.lastId = this.lastId >= 0xffffffff ? 1 : this.lastId + 1)
-    this.channels = endpoints.map((e) => new Channel(e, nextId, { maxMessageSize, coalesce: options.coalesce ?? true }))
+    const framing = options.broker !== undefined ? { framing: mdpFraming } : {}
+    this.channels = endpoints.map((e) => new Channel(e, nextId, { maxMessageSize, coalesce: options.coalesce ?? true, ...framing }))
   }
 
   /** A typed proxy for one service: one async function per method of the contract. */
@@ -55,12 +77,14 @@ export class RpcClient {
     const checkParams = this.options.validateParams ?? true
     const checkResults = this.options.validateResults ?? false
     for (const [method, validators] of validatorsFor(service)) {
+      const idempotent = service.methods[method]?.idempotent === true
       proxy[method] = async (params: unknown, options: CallOptions = {}): Promise<unknown> => {
         if (checkParams) {
           const invalid = validators.params(params)
           if (invalid !== undefined) throw invalid
         }
-        const resultBytes = await this.call(service.name, method, encodeParams(params), options)
+        const bytes = encodeParams(params)
+        const resultBytes = idempotent ? await this.callRetrying(service.name, method, bytes, options) : await this.call(service.name, method, bytes, options)
         let result: unknown
         try {
           result = decodeCbor(resultBytes, this.limits)
@@ -91,6 +115,23 @@ export class RpcClient {
     return channel.call(service, method, params, { deadline: Date.now() + timeoutMs, signal: options.signal, metadata: options.metadata })
   }
 
+  /**
+   * Calls again, within the same deadline, while the broker reports the worker lost. Only for
+   * idempotent methods: the lost worker may have run the call.
+   */
+  private async callRetrying(service: string, method: string, params: Uint8Array, options: CallOptions): Promise<Uint8Array> {
+    const deadline = Date.now() + (options.timeoutMs ?? this.timeoutMs)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.call(service, method, params, options)
+      } catch (err) {
+        const left = deadline - Date.now()
+        if (!(isWorkerLost(err) && attempt < MAX_ATTEMPTS && left >= 1 && !options.signal?.aborted)) throw err
+        options = { ...options, timeoutMs: left }
+      }
+    }
+  }
+
   /** Calls in flight on all connections. */
   get inFlight(): number {
     return this.channels.reduce((n, c) => n + c.inFlight, 0)
@@ -107,6 +148,15 @@ export class RpcClient {
     for (const channel of this.channels) channel.close()
     await Promise.resolve()
   }
+}
+
+/** Attempts of an idempotent call whose workers keep dying: a bound, so a poison request cannot loop. */
+const MAX_ATTEMPTS = 3
+
+function isWorkerLost(err: unknown): boolean {
+  if (!RpcError.is(err, 'UNAVAILABLE')) return false
+  const details = err.details as { workerLost?: unknown } | undefined
+  return typeof details === 'object' && details !== null && details.workerLost === true
 }
 
 function encodeParams(params: unknown): Buffer {

@@ -9,6 +9,7 @@ import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { Dispatcher, type DispatcherStats, type RawHandler } from '../rpc/dispatcher.js'
 import { Listener, type ListenerStats } from '../rpc/listener.js'
+import { BrokerWorker, type BrokerWorkerStats } from '../rpc/broker-worker.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
 import type { ServiceDefinition, ServiceHandlers } from './contract.js'
 import { validatorsFor } from './validator.js'
@@ -30,15 +31,29 @@ export interface RpcServerOptions {
   readonly onHandlerError?: (err: unknown, service: string, method: string) => void
 }
 
+/** How a server attaches to a broker ({@link RpcServer.connectBroker}). */
+export interface ConnectBrokerOptions {
+  /** Requests each service handles at once through this broker: one MDP worker socket each (default 1). */
+  readonly concurrency?: number
+  /** Must match the broker's heartbeat interval in ms (default 2500). */
+  readonly heartbeatMs?: number
+  /** Must match the broker's liveness (default 3). */
+  readonly liveness?: number
+}
+
 export interface RpcServerStats {
   readonly calls: DispatcherStats
   readonly input: ListenerStats[]
+  /** One entry per broker worker ({@link RpcServer.connectBroker}). */
+  readonly broker: BrokerWorkerStats[]
 }
 
 export class RpcServer {
   private readonly handlers = new Map<string, RawHandler>()
   private readonly dispatcher: Dispatcher
   private readonly listeners: Listener[] = []
+  private readonly brokerWorkers: BrokerWorker[] = []
+  private readonly services = new Set<string>()
   private readonly limits: CborLimits
   private readonly maxMessageSize: number
   private closing: Promise<void> | undefined
@@ -82,6 +97,7 @@ export class RpcServer {
       }
       this.handlers.set(key(service.name, method), raw)
     }
+    this.services.add(service.name)
     return this
   }
 
@@ -99,19 +115,37 @@ export class RpcServer {
   }
 
   /**
+   * Registers with a Majordomo broker as a worker for every service implemented so far, `concurrency`
+   * workers per service. Same validation, deadlines and errors as direct calls; a CANCEL cannot
+   * reach a worker through the broker, the handler's signal still aborts at the deadline. The workers
+   * re-register by themselves when the broker restarts.
+   */
+  connectBroker(endpoint: string, options: ConnectBrokerOptions = {}): Promise<void> {
+    if (this.closing !== undefined) return Promise.reject(new RpcError('UNAVAILABLE', 'server is closed'))
+    const concurrency = options.concurrency ?? 1
+    if (!(Number.isInteger(concurrency) && concurrency >= 1)) return Promise.reject(new TypeError(`concurrency must be a positive integer, got ${concurrency}`))
+    if (this.services.size === 0) return Promise.reject(new TypeError('implement a service before connecting to a broker'))
+    const workerOptions = { maxMessageSize: this.maxMessageSize, heartbeatMs: options.heartbeatMs ?? 2500, liveness: options.liveness ?? 3 }
+    for (const service of this.services) {
+      for (let i = 0; i < concurrency; i++) this.brokerWorkers.push(new BrokerWorker(this.dispatcher, endpoint, service, workerOptions))
+    }
+    return Promise.resolve()
+  }
+
+  /**
    * Stops taking calls (new ones get UNAVAILABLE), lets running calls finish for up to `timeoutMs`,
    * fails the rest with UNAVAILABLE, then closes the sockets.
    */
   close(options: { timeoutMs?: number } = {}): Promise<void> {
     this.closing ??= (async () => {
       await this.dispatcher.close(options.timeoutMs ?? this.options.closeTimeoutMs ?? 5000)
-      await Promise.all(this.listeners.map((l) => l.close()))
+      await Promise.all([...this.listeners.map((l) => l.close()), ...this.brokerWorkers.map((w) => w.close())])
     })()
     return this.closing
   }
 
   get stats(): RpcServerStats {
-    return { calls: { ...this.dispatcher.stats }, input: this.listeners.map((l) => ({ ...l.stats })) }
+    return { calls: { ...this.dispatcher.stats }, input: this.listeners.map((l) => ({ ...l.stats })), broker: this.brokerWorkers.map((w) => ({ ...w.stats })) }
   }
 }
 

@@ -32,6 +32,8 @@ interface Outgoing {
   /** ROUTER routing id, or undefined on a socket that has one peer per message (DEALER). */
   readonly to: Buffer | undefined
   readonly body: Buffer
+  /** Frames sent between the routing id and the body (a Majordomo envelope); such messages are never joined. */
+  readonly head?: readonly Buffer[] | undefined
 }
 
 export class SendQueue {
@@ -72,6 +74,23 @@ export class SendQueue {
     return true
   }
 
+  /**
+   * Queues one body preceded by `head` frames (for example `['', 'MDPC01', service]`). Such a message
+   * always goes out alone: the envelope belongs to exactly one body.
+   */
+  pushWithHead(head: readonly Buffer[], body: Buffer): boolean {
+    if (this.socket.closed || this.queue.length >= this.maxQueued) {
+      this.counters.dropped++
+      return false
+    }
+    this.queue.push({ to: undefined, body, head })
+    if (!this.pumping) {
+      this.pumping = true
+      void this.pump()
+    }
+    return true
+  }
+
   /** Resolves once nothing is queued or in flight. */
   idle(): Promise<void> {
     if (!this.pumping) return Promise.resolve()
@@ -103,7 +122,8 @@ export class SendQueue {
 
   private async write(message: Outgoing): Promise<void> {
     try {
-      await this.socket.send(message.to === undefined ? message.body : [message.to, message.body])
+      const { to, body, head } = message
+      await this.socket.send(head !== undefined ? [...(to === undefined ? [] : [to]), ...head, body] : to === undefined ? body : [to, body])
       this.counters.frames++
     } catch (err) {
       this.counters.dropped++
@@ -114,7 +134,7 @@ export class SendQueue {
 
   /** Joins bodies per peer, keeping the order of each peer's messages. */
   private join(batch: Outgoing[]): Outgoing[] {
-    if (batch.length === 1) return batch
+    if (batch.length === 1 || batch.some((m) => m.head !== undefined)) return batch
     const groups = new Map<string, Buffer[]>()
     const targets = new Map<string, Buffer | undefined>()
     for (const { to, body } of batch) {

@@ -53,6 +53,10 @@ describe('the demo', function () {
     const summary = await runDemo((line) => lines.push(line))
     expect(summary.calls).to.equal(603)
     expect(summary.errors).to.deep.equal({ DEADLINE_EXCEEDED: 1, CANCELLED: 1, INVALID_ARGUMENT: 1 })
+    // Through the broker: every one of the three workers served some of the 300 calls.
+    expect(summary.perWorker).to.have.length(3)
+    expect(summary.perWorker.reduce((a, b) => a + b, 0)).to.equal(300)
+    for (const served of summary.perWorker) expect(served).to.be.above(0)
     expect(lines.at(-1)).to.match(/^closed/)
   })
 

@@ -1,0 +1,164 @@
+/**
+ * Calls through the broker next to the raw lbbroker echo and direct zrpc, in one run. Workers run in
+ * separate processes; the brokers and the callers run in this one.
+ *
+ *   node dist/benchmarks/broker.bench.js [--quick] [--duration=ms] [--workers=1,2,4] [--windows=1,64]
+ *
+ * Each phase keeps `window` calls in flight for `duration` ms and reports completed calls per second.
+ * Systems: `lbbroker` (patterns/lbbroker.ts, REQ clients, raw frames echoed), `zrpc-broker` (Broker +
+ * RpcServer.connectBroker, typed echo), `zrpc-direct` (one server process, no broker; workers=1 only).
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { pathToFileURL } from 'node:url'
+import { LoadBalancingBroker, LoadBalancingClient } from '../patterns/lbbroker.js'
+import { Broker, RpcClient } from '../lib/index.js'
+import { Echo } from './broker/echo.js'
+
+const WORKER = new URL('./broker/worker-main.js', import.meta.url)
+const PAYLOAD = 'x'.repeat(64)
+const HEARTBEAT_MS = 1000
+
+export interface BrokerBenchRow {
+  system: 'lbbroker' | 'zrpc-broker' | 'zrpc-direct'
+  workers: number
+  window: number
+  callsPerSecond: number
+}
+
+interface Child {
+  endpoint: string
+  stop(): Promise<void>
+}
+
+async function forkWorker(args: string[]): Promise<Child> {
+  const child: ChildProcess = fork(WORKER, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    child.once('message', (m: { endpoint?: string; error?: string }) => (m.endpoint !== undefined ? resolve(m.endpoint) : reject(new Error(m.error ?? 'no endpoint'))))
+    child.once('exit', (code) => reject(new Error(`worker exited with ${String(code)}`)))
+  })
+  return {
+    endpoint,
+    async stop() {
+      if (child.connected) child.send('stop')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+      await exited
+      clearTimeout(timer)
+    },
+  }
+}
+
+/** Keeps `window` callers busy for `durationMs` (after a third of that as warm-up); returns completed calls per second. */
+async function measure(window: number, durationMs: number, call: (caller: number) => Promise<unknown>): Promise<number> {
+  const warm = performance.now() + durationMs / 3
+  await Promise.all(Array.from({ length: window }, async (_, caller) => {
+    while (performance.now() < warm) await call(caller)
+  }))
+  const end = performance.now() + durationMs
+  let done = 0
+  const began = performance.now()
+  await Promise.all(
+    Array.from({ length: window }, async (_, caller) => {
+      while (performance.now() < end) {
+        await call(caller)
+        done++
+      }
+    }),
+  )
+  return Math.round((done * 1000) / (performance.now() - began))
+}
+
+async function lbbroker(workers: number, windows: readonly number[], durationMs: number): Promise<BrokerBenchRow[]> {
+  const broker = new LoadBalancingBroker()
+  const { frontend, backend } = await broker.bind('tcp://127.0.0.1:*', 'tcp://127.0.0.1:*')
+  const children = await Promise.all(Array.from({ length: workers }, () => forkWorker(['lb', backend])))
+  const rows: BrokerBenchRow[] = []
+  try {
+    while (broker.idleWorkers < workers) await new Promise((resolve) => setTimeout(resolve, 10))
+    for (const window of windows) {
+      const clients = Array.from({ length: window }, () => new LoadBalancingClient(frontend))
+      const callsPerSecond = await measure(window, durationMs, (i) => clients[i]!.request(PAYLOAD))
+      for (const c of clients) c.close()
+      rows.push({ system: 'lbbroker', workers, window, callsPerSecond })
+    }
+  } finally {
+    await Promise.all(children.map((c) => c.stop()))
+    await broker.close()
+  }
+  return rows
+}
+
+async function zrpcBroker(workers: number, windows: readonly number[], durationMs: number): Promise<BrokerBenchRow[]> {
+  const broker = new Broker({ heartbeatMs: HEARTBEAT_MS })
+  const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+  const children = await Promise.all(Array.from({ length: workers }, () => forkWorker(['zrpc', endpoint, String(HEARTBEAT_MS)])))
+  const client = new RpcClient({ broker: endpoint })
+  const rows: BrokerBenchRow[] = []
+  try {
+    while ((broker.stats().services['echo']?.workers ?? 0) < workers) await new Promise((resolve) => setTimeout(resolve, 10))
+    const echo = client.service(Echo)
+    for (const window of windows) {
+      rows.push({ system: 'zrpc-broker', workers, window, callsPerSecond: await measure(window, durationMs, () => echo.echo({ data: PAYLOAD })) })
+    }
+  } finally {
+    await client.close()
+    await Promise.all(children.map((c) => c.stop()))
+    await broker.close()
+  }
+  return rows
+}
+
+async function zrpcDirect(windows: readonly number[], durationMs: number): Promise<BrokerBenchRow[]> {
+  const server = await forkWorker(['direct', 'tcp://127.0.0.1:*'])
+  const client = new RpcClient({ connect: server.endpoint })
+  const rows: BrokerBenchRow[] = []
+  try {
+    const echo = client.service(Echo)
+    for (const window of windows) {
+      rows.push({ system: 'zrpc-direct', workers: 1, window, callsPerSecond: await measure(window, durationMs, () => echo.echo({ data: PAYLOAD })) })
+    }
+  } finally {
+    await client.close()
+    await server.stop()
+  }
+  return rows
+}
+
+const list = (text: string | undefined, fallback: number[]): number[] => (text === undefined ? fallback : text.split(',').map(Number))
+const flag = (argv: readonly string[], name: string): string | undefined => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+
+/** Runs every phase and prints one line each; resolves with the rows. */
+export async function main(argv: readonly string[] = [], print: (line: string) => void = (l) => console.log(l)): Promise<BrokerBenchRow[]> {
+  const quick = argv.includes('--quick')
+  const durationMs = Number(flag(argv, 'duration') ?? (quick ? 300 : 3000))
+  const workerCounts = list(flag(argv, 'workers'), [1, 2, 4])
+  const windows = list(flag(argv, 'windows'), [1, 64])
+  const rows: BrokerBenchRow[] = []
+  const show = (r: BrokerBenchRow): void => print(`${r.system.padEnd(12)} workers=${r.workers} window=${String(r.window).padEnd(3)} ${r.callsPerSecond} calls/s`)
+  rows.push(...(await zrpcDirect(windows, durationMs)))
+  rows.forEach(show)
+  for (const workers of workerCounts) {
+    for (const row of [...(await lbbroker(workers, windows, durationMs)), ...(await zrpcBroker(workers, windows, durationMs))]) {
+      rows.push(row)
+      show(row)
+    }
+  }
+  for (const workers of workerCounts) {
+    for (const window of windows) {
+      const raw = rows.find((r) => r.system === 'lbbroker' && r.workers === workers && r.window === window)
+      const typed = rows.find((r) => r.system === 'zrpc-broker' && r.workers === workers && r.window === window)
+      if (raw && typed && raw.callsPerSecond > 0) print(`ratio zrpc-broker/lbbroker workers=${workers} window=${window}: ${((100 * typed.callsPerSecond) / raw.callsPerSecond).toFixed(0)}%`)
+    }
+  }
+  return rows
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).then(
+    () => setTimeout(() => process.exit(0), 2000).unref(),
+    (err: unknown) => {
+      console.error(`E: ${String(err)}`)
+      process.exit(1)
+    },
+  )
+}

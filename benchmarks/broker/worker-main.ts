@@ -1,0 +1,44 @@
+/**
+ * A worker process for the broker bench. argv: <mode> <endpoint> [heartbeatMs]
+ *   zrpc    an RpcServer attached to a Broker at <endpoint> (one MDP worker)
+ *   lb      a raw lbbroker echo worker on the backend <endpoint>
+ *   direct  an RpcServer bound to <endpoint> (a bind address), for the direct baseline
+ * Reports `{ endpoint }` over IPC once serving; exits on 'stop' or when the parent goes.
+ */
+import { LoadBalancingWorker } from '../../patterns/lbbroker.js'
+import { RpcServer } from '../../lib/index.js'
+import { Echo } from './echo.js'
+
+const [mode, endpoint, heartbeat] = process.argv.slice(2)
+const heartbeatMs = Number(heartbeat ?? 2500)
+
+async function start(): Promise<{ endpoint: string; stop: () => Promise<void> }> {
+  if (mode === 'lb') {
+    const worker = new LoadBalancingWorker((body) => body)
+    const running = worker.run(endpoint!)
+    return { endpoint: endpoint!, stop: async () => (worker.close(), await running) }
+  }
+  const server = new RpcServer().implement(Echo, { echo: ({ data }) => data })
+  if (mode === 'zrpc') {
+    await server.connectBroker(endpoint!, { heartbeatMs })
+    return { endpoint: endpoint!, stop: () => server.close() }
+  }
+  if (mode === 'direct') {
+    const [bound] = await server.bind(endpoint!)
+    return { endpoint: bound!, stop: () => server.close() }
+  }
+  throw new Error(`unknown mode ${String(mode)}`)
+}
+
+start().then(
+  ({ endpoint: ready, stop }) => {
+    const quit = (): void => void stop().then(() => process.exit(0))
+    process.on('message', (m) => m === 'stop' && quit())
+    process.on('disconnect', quit)
+    process.send?.({ endpoint: ready })
+  },
+  (err: unknown) => {
+    process.send?.({ error: String(err) })
+    process.exit(1)
+  },
+)

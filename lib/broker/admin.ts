@@ -1,0 +1,46 @@
+/**
+ * The broker's management service, `zrpc.broker`: served by every {@link Broker} through itself, so
+ * it is called like any other service.
+ *
+ * @example
+ * const admin = new RpcClient({ broker: 'tcp://127.0.0.1:5555' }).service(BrokerAdmin)
+ * const { services, workers } = await admin.services({})
+ * await admin.disconnectWorker({ identity: workers[0].identity })
+ */
+import { Type } from 'typebox'
+import { defineService } from '../service/contract.js'
+
+const Counters = Type.Record(Type.String(), Type.Integer())
+
+/** Contract of the broker's management service. */
+export const BrokerAdmin = defineService('zrpc.broker', {
+  /** Services with their worker counts, idle workers, queue depths and counters; every worker; drop counters. */
+  services: {
+    params: Type.Object({}),
+    result: Type.Object({
+      services: Type.Array(
+        Type.Object({
+          name: Type.String(),
+          workers: Type.Integer(),
+          idle: Type.Integer(),
+          queued: Type.Integer(),
+          requests: Type.Integer(),
+          replies: Type.Integer(),
+        }),
+      ),
+      workers: Type.Array(Type.Object({ identity: Type.String(), service: Type.String() })),
+      /** Malformed or out-of-order messages dropped, by reason. */
+      dropped: Counters,
+      /** Requests the broker answered itself (no worker, queue full, worker lost, refused), by reason. */
+      rejected: Counters,
+      /** Requests dropped because their deadline passed while queued. */
+      expired: Type.Integer(),
+    }),
+    idempotent: true,
+  },
+  /** Asks a worker to finish its request and disconnect; false if the broker does not know it. */
+  disconnectWorker: {
+    params: Type.Object({ identity: Type.String({ minLength: 1 }) }),
+    result: Type.Boolean(),
+  },
+})

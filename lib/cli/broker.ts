@@ -1,0 +1,91 @@
+/**
+ * `zrpc broker`: runs a Majordomo broker for typed RPC in the foreground, one log line per worker
+ * joining or leaving, until SIGINT or SIGTERM.
+ */
+import { parseArgs } from 'node:util'
+import { Broker } from '../broker/broker.js'
+
+export const BROKER_USAGE = `usage: zrpc broker [--bind endpoint]... [--heartbeat ms] [--liveness n] [--max-queue n] [--request-expiry ms]
+
+  --bind            endpoint to bind (default tcp://127.0.0.1:5555); repeat for more
+  --heartbeat       heartbeat interval in ms (default 2500); workers must use the same
+  --liveness        missed heartbeats before a worker is dead (default 3)
+  --max-queue       requests queued per service before RESOURCE_EXHAUSTED (default unbounded)
+  --request-expiry  ms a request waits for a service with no worker before UNAVAILABLE (default: its deadline)`
+
+/** What the broker command needs from its surroundings; tests pass their own. */
+export interface BrokerCliIo {
+  readonly print: (line: string) => void
+  /** Resolves when the broker should stop (default: SIGINT or SIGTERM). */
+  readonly stopped: Promise<string>
+}
+
+/** Runs `zrpc broker` with its arguments; resolves with the exit code once shut down. */
+export async function runBroker(argv: readonly string[], io: BrokerCliIo = processIo()): Promise<number> {
+  let values
+  try {
+    ;({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        bind: { type: 'string', multiple: true },
+        heartbeat: { type: 'string' },
+        liveness: { type: 'string' },
+        'max-queue': { type: 'string' },
+        'request-expiry': { type: 'string' },
+      },
+      strict: true,
+    }))
+  } catch (err) {
+    io.print(`zrpc broker: ${(err as Error).message}\n${BROKER_USAGE}`)
+    return 2
+  }
+  const numbers: Record<string, number | undefined> = {}
+  for (const name of ['heartbeat', 'liveness', 'max-queue', 'request-expiry'] as const) {
+    const text = values[name]
+    if (text === undefined) continue
+    const n = Number(text)
+    if (!(Number.isInteger(n) && n >= (name === 'request-expiry' ? 0 : 1))) {
+      io.print(`zrpc broker: --${name} must be a ${name === 'request-expiry' ? 'non-negative' : 'positive'} integer, got ${JSON.stringify(text)}`)
+      return 2
+    }
+    numbers[name] = n
+  }
+  const broker = new Broker({
+    ...(numbers['heartbeat'] !== undefined && { heartbeatMs: numbers['heartbeat'] }),
+    ...(numbers['liveness'] !== undefined && { liveness: numbers['liveness'] }),
+    ...(numbers['max-queue'] !== undefined && { maxQueuePerService: numbers['max-queue'] }),
+    ...(numbers['request-expiry'] !== undefined && { requestExpiryMs: numbers['request-expiry'] }),
+  })
+  broker.onWorkerEvent((e) => {
+    if (e.service === 'zrpc.broker') return
+    io.print(e.kind === 'joined' ? `worker ${e.identity} joined ${e.service}` : `worker ${e.identity} left ${e.service} (${e.reason ?? 'gone'})`)
+  })
+  try {
+    const endpoints = await broker.bind(values.bind ?? ['tcp://127.0.0.1:5555'])
+    io.print(`broker listening on ${endpoints.join(', ')}`)
+  } catch (err) {
+    await broker.close()
+    io.print(`zrpc broker: cannot bind: ${(err as Error).message}`)
+    return 1
+  }
+  const signal = await io.stopped
+  io.print(`${signal}: shutting down`)
+  await broker.close()
+  io.print('broker closed')
+  return 0
+}
+
+function processIo(): BrokerCliIo {
+  return {
+    print: (line) => process.stdout.write(`${line}\n`),
+    stopped: new Promise((resolve) => {
+      const stop = (signal: NodeJS.Signals): void => {
+        process.off('SIGINT', stop)
+        process.off('SIGTERM', stop)
+        resolve(signal)
+      }
+      process.on('SIGINT', stop)
+      process.on('SIGTERM', stop)
+    }),
+  }
+}

@@ -1,0 +1,48 @@
+import { expect } from 'chai'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { RpcClient, RpcServer } from '../../lib/index.js'
+import { runBroker } from '../../lib/cli/broker.js'
+import { Calc, calcHandlers } from '../helpers/calc.js'
+import { until } from '../helpers/endpoints.js'
+
+const BIN = fileURLToPath(new URL('../../../bin/zrpc.js', import.meta.url))
+
+describe('zrpc broker (CLI)', function () {
+  this.timeout(20_000)
+
+  it('runs a broker, logs workers joining and leaving, serves calls, and exits 0 on SIGTERM', async () => {
+    const child = spawn(process.execPath, [BIN, 'broker', '--bind', 'tcp://127.0.0.1:*', '--heartbeat', '100'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk))
+    const exited = once(child, 'exit')
+    try {
+      await until(() => /listening on (\S+)/.test(out), 10_000, 'broker listening')
+      const endpoint = /listening on (\S+)/.exec(out)![1]!
+      const server = new RpcServer().implement(Calc, calcHandlers())
+      await server.connectBroker(endpoint, { heartbeatMs: 100 })
+      const client = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
+      await until(() => out.includes('joined calc'), 5000, 'join line')
+      expect(await client.service(Calc).add({ a: 2, b: 3 })).to.equal(5)
+      await client.close()
+      await server.close()
+      await until(() => out.includes('left calc'), 5000, 'leave line')
+    } finally {
+      child.kill('SIGTERM')
+    }
+    const [code] = await exited
+    expect(code).to.equal(0)
+    expect(out).to.include('SIGTERM: shutting down')
+    expect(out).to.include('broker closed')
+    expect(out).to.not.include('zrpc.broker')
+  })
+
+  it('refuses bad options with exit code 2', async () => {
+    const lines: string[] = []
+    const io = { print: (l: string) => lines.push(l), stopped: new Promise<string>(() => undefined) }
+    expect(await runBroker(['--heartbeat', 'soon'], io)).to.equal(2)
+    expect(await runBroker(['--nope'], io)).to.equal(2)
+    expect(lines.join('\n')).to.include('--heartbeat must be a positive integer')
+  })
+})

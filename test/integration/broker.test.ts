@@ -1,0 +1,136 @@
+import { expect } from 'chai'
+import { Type } from 'typebox'
+import { Broker, BrokerAdmin, RpcClient, RpcError, RpcServer, defineService } from '../../lib/index.js'
+import { Calc, calcHandlers, type CalcProbe } from '../helpers/calc.js'
+import { rejection, sleep, until } from '../helpers/endpoints.js'
+
+const HEARTBEAT = { heartbeatMs: 100, liveness: 3 }
+
+/** Waits until the broker has `n` live workers for `service`. */
+const workersReady = (broker: Broker, service: string, n: number): Promise<void> =>
+  until(() => (broker.stats().services[service]?.workers ?? 0) >= n, 5000, `${n} ${service} workers`)
+
+describe('typed calls through the broker', function () {
+  this.timeout(15_000)
+  let broker: Broker
+  let endpoint: string
+  let server: RpcServer
+  let client: RpcClient
+  let probe: CalcProbe
+
+  before(async () => {
+    broker = new Broker(HEARTBEAT)
+    ;[endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+    probe = { aborted: [], started: 0 }
+    server = new RpcServer().implement(Calc, calcHandlers(probe))
+    await server.connectBroker(endpoint, { ...HEARTBEAT, concurrency: 4 })
+    await workersReady(broker, 'calc', 4)
+    client = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
+  })
+  after(async () => {
+    await client.close()
+    await server.close()
+    await broker.close()
+  })
+
+  it('returns typed results and passes metadata', async () => {
+    const calc = client.service(Calc)
+    expect(await calc.add({ a: 1, b: 2 })).to.equal(3)
+    expect(await calc.echo({ data: 'héllo ✓' })).to.equal('héllo ✓')
+    expect(await calc.meta({}, { metadata: { tenant: 'a' } })).to.deep.equal({ tenant: 'a' })
+  })
+
+  it('runs four calls at once on a server with concurrency 4', async () => {
+    const started = probe.started
+    const calls = Array.from({ length: 4 }, () => client.service(Calc).slow({ ms: 1000 }))
+    // One at a time, the fourth could not start before the first ended, 1000 ms in.
+    await until(() => probe.started - started === 4, 900, 'four handlers running together')
+    await Promise.all(calls)
+  })
+
+  it('answers errors as direct calls do', async () => {
+    const calc = client.service(Calc)
+    const notFound = await rejection(calc.fail({ how: 'rpc' }))
+    expect(notFound).to.be.instanceOf(RpcError).with.property('code', 'NOT_FOUND')
+    expect((notFound as RpcError).details).to.deep.equal({ what: 'thing' })
+    expect(await rejection(calc.fail({ how: 'throw' }))).to.have.property('code', 'INTERNAL')
+    expect(await rejection(calc.lie({}))).to.have.property('code', 'INTERNAL')
+    const raw = new RpcClient({ broker: endpoint, validateParams: false })
+    try {
+      const invalid = await rejection(raw.service(Calc).add({ a: 'x' as unknown as number, b: 2 }))
+      expect(invalid).to.have.property('code', 'INVALID_ARGUMENT')
+      expect((invalid as RpcError).details).to.deep.equal([{ path: '/a', message: 'must be number' }])
+      expect(await rejection(raw.call('calc', 'nope', Buffer.from([0xa0])))).to.have.property('code', 'UNIMPLEMENTED')
+    } finally {
+      await raw.close()
+    }
+  })
+
+  it('ends a call at its deadline and aborts the handler there', async () => {
+    const aborted = probe.aborted.length
+    const err = await rejection(client.service(Calc).slow({ ms: 2000 }, { timeoutMs: 200 }))
+    expect(err).to.have.property('code', 'DEADLINE_EXCEEDED')
+    await until(() => probe.aborted.length > aborted, 1000, 'handler abort')
+    expect(await client.service(Calc).add({ a: 2, b: 2 })).to.equal(4)
+  })
+
+  it('ends a cancelled call locally', async () => {
+    const controller = new AbortController()
+    const call = client.service(Calc).slow({ ms: 300 }, { signal: controller.signal })
+    await sleep(50)
+    controller.abort()
+    expect(await rejection(call)).to.have.property('code', 'CANCELLED')
+  })
+})
+
+describe('load spread over workers', function () {
+  this.timeout(15_000)
+  it('gives requests to every worker of a service', async () => {
+    const broker = new Broker(HEARTBEAT)
+    const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+    const Who = defineService('who', { ask: { params: Type.Object({}), result: Type.Integer() } })
+    const servers = [0, 1, 2].map((n) => new RpcServer().implement(Who, { ask: async () => (await sleep(20), n) }))
+    const client = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
+    try {
+      for (const s of servers) await s.connectBroker(endpoint, HEARTBEAT)
+      await workersReady(broker, 'who', 3)
+      const answers = await Promise.all(Array.from({ length: 30 }, () => client.service(Who).ask({})))
+      expect(new Set(answers)).to.deep.equal(new Set([0, 1, 2]))
+    } finally {
+      await client.close()
+      await Promise.all(servers.map((s) => s.close()))
+      await broker.close()
+    }
+  })
+})
+
+describe('the broker management service', function () {
+  this.timeout(15_000)
+  it('lists services and workers and disconnects a worker, through the broker itself', async () => {
+    const broker = new Broker(HEARTBEAT)
+    const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+    const server = new RpcServer().implement(Calc, calcHandlers())
+    const client = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
+    try {
+      await server.connectBroker(endpoint, { ...HEARTBEAT, concurrency: 2 })
+      await workersReady(broker, 'calc', 2)
+      const admin = client.service(BrokerAdmin)
+      await client.service(Calc).add({ a: 1, b: 1 })
+      const before = await admin.services({})
+      const calc = before.services.find((s) => s.name === 'calc')
+      expect(calc).to.include({ workers: 2, requests: 1, replies: 1, queued: 0 })
+      const calcWorkers = before.workers.filter((w) => w.service === 'calc')
+      expect(calcWorkers).to.have.length(2)
+      expect(await admin.disconnectWorker({ identity: calcWorkers[0]!.identity })).to.equal(true)
+      expect(await admin.disconnectWorker({ identity: 'nobody' })).to.equal(false)
+      // The worker reconnects as a new worker; the old identity is gone for good.
+      await until(() => !broker.stats().workerList.some((w) => w.identity === calcWorkers[0]!.identity), 5000, 'worker gone')
+      const after = await admin.services({})
+      expect(after.workers.map((w) => w.identity)).to.not.include(calcWorkers[0]!.identity)
+    } finally {
+      await client.close()
+      await server.close()
+      await broker.close()
+    }
+  })
+})
