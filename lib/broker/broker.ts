@@ -17,12 +17,15 @@ import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
 import { RpcServer } from '../service/server.js'
 import { BrokerAdmin } from './admin.js'
 
+/** Requests a service may have waiting in the broker unless configured. */
+export const DEFAULT_MAX_QUEUE_PER_SERVICE = 10_000
+
 export interface BrokerOptions {
   /** Heartbeat interval in ms (default 2500). Workers (`connectBroker`) must use the same. */
   readonly heartbeatMs?: number
   /** Missed heartbeats before a worker counts as dead (default 3). */
   readonly liveness?: number
-  /** Requests queued per service; past it callers get RESOURCE_EXHAUSTED (default unbounded). */
+  /** Requests queued per service; past it callers get RESOURCE_EXHAUSTED (default 10 000, so memory stays bounded). */
   readonly maxQueuePerService?: number
   /**
    * How long a request may wait for a service that has no live worker before the caller gets
@@ -76,7 +79,7 @@ export class Broker {
     this.mdp = new MajordomoBroker({
       ...this.heartbeat,
       maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
-      ...(options.maxQueuePerService !== undefined && { maxQueuePerService: options.maxQueuePerService }),
+      maxQueuePerService: options.maxQueuePerService ?? DEFAULT_MAX_QUEUE_PER_SERVICE,
       ...(options.requestExpiryMs !== undefined && { requestExpiryMs: options.requestExpiryMs }),
       admit: (req) => this.admit(req),
       onReject: (req, reason) => this.onReject(req, reason),

@@ -10,7 +10,7 @@ export const BROKER_USAGE = `usage: zrpc broker [--bind endpoint]... [--heartbea
   --bind            endpoint to bind (default tcp://127.0.0.1:5555); repeat for more
   --heartbeat       heartbeat interval in ms (default 2500); workers must use the same
   --liveness        missed heartbeats before a worker is dead (default 3)
-  --max-queue       requests queued per service before RESOURCE_EXHAUSTED (default unbounded)
+  --max-queue       requests queued per service before RESOURCE_EXHAUSTED (default 10000)
   --request-expiry  ms a request waits for a service with no worker before UNAVAILABLE (default: its deadline)`
 
 /** What the broker command needs from its surroundings; tests pass their own. */
