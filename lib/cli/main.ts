@@ -2,11 +2,13 @@
  * The `zrpc` command line. One subcommand per file; this file only dispatches.
  */
 import { runDemo } from './demo.js'
+import { runProxyCommand } from './proxy.js'
 
 const USAGE = `usage: zrpc <command>
 
 commands:
   demo      start a server and clients on loopback, make typed calls, print what happened
+  proxy     --xsub <endpoint> --xpub <endpoint>: run a PUB/SUB proxy until SIGINT/SIGTERM
   help      show this text`
 
 /** Runs the CLI with `argv` (without node and the script) and returns the exit code. */
@@ -16,6 +18,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'demo':
       await runDemo()
       return 0
+    case 'proxy':
+      return runProxyCommand(argv.slice(1))
     case undefined:
     case 'help':
     case '--help':
