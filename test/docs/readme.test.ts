@@ -53,6 +53,8 @@ describe('the demo', function () {
     const summary = await runDemo((line) => lines.push(line))
     expect(summary.calls).to.equal(603)
     expect(summary.errors).to.deep.equal({ DEADLINE_EXCEEDED: 1, CANCELLED: 1, INVALID_ARGUMENT: 1 })
+    expect(summary.updates).to.equal(5)
+    expect(lines).to.include('topic: a late joiner for sku-0-0 got 629 cents from the last-value cache')
     expect(lines.at(-1)).to.match(/^closed/)
   })
 
