@@ -66,6 +66,7 @@ export class Publisher {
   readonly #cache: boolean
   readonly #loop: Promise<void>
   #sending: Promise<void> = Promise.resolve()
+  #inFlight = 0
 
   constructor(options: PublisherOptions = {}) {
     this.#socket = new XPublisher({ linger: 0, sendHighWaterMark: options.sendHighWaterMark ?? 1000 })
@@ -120,9 +121,14 @@ export class Publisher {
   }
 
   #send(frame: Buffer, envelope: Buffer): Promise<void> {
-    // One send at a time: zeromq.js throws EBUSY synchronously on a second concurrent send.
-    const sent = this.#sending.then(() => this.#socket.send([frame, envelope]))
-    this.#sending = sent.catch(() => undefined)
+    // One send at a time: zeromq.js throws EBUSY synchronously on a second concurrent send. With
+    // nothing in flight (the common case: the caller awaited the last publish) send directly.
+    const sent = this.#inFlight === 0 ? this.#socket.send([frame, envelope]) : this.#sending.then(() => this.#socket.send([frame, envelope]))
+    this.#inFlight++
+    this.#sending = sent.then(
+      () => void this.#inFlight--,
+      () => void this.#inFlight--,
+    )
     return sent
   }
 

@@ -201,7 +201,7 @@ export class Subscriber {
       this.stats.malformed++
       return
     }
-    const publisherId = Buffer.from(envelope.publisher.buffer, envelope.publisher.byteOffset, envelope.publisher.length)
+    const publisherId = envelope.publisher
     const streamId = head.toString('latin1') + publisherId.toString('latin1')
     const verdict = this.#tracker.observe(streamId, envelope.seq, this.stats.received)
     this.stats.evicted = this.#tracker.evicted
