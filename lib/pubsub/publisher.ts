@@ -1,9 +1,9 @@
 /**
- * The typed publisher: validates, stamps publisher id and sequence number, sends on an XPUB socket,
- * and optionally answers new subscriptions from a last-value cache.
+ * The typed publisher: validates, stamps publisher id and sequence number, sends on a PUB socket,
+ * or with the last-value cache on an XPUB socket that answers new subscriptions from the cache.
  */
 import { randomBytes } from 'node:crypto'
-import { XPublisher } from 'zeromq'
+import { Publisher as PubSocket, XPublisher } from 'zeromq'
 import { encodeCbor } from '../codec/cbor.js'
 import { RpcError } from '../errors.js'
 import { encodeTopicEnvelope, PUBLISHER_ID_BYTES } from './frame.js'
@@ -34,7 +34,7 @@ export interface PublisherStats {
   published: number
   /** Cached messages sent again for new subscriptions. */
   replayed: number
-  /** Subscribe frames seen (all of them with the cache on, the first per prefix otherwise). */
+  /** Subscribe frames seen: counted with the cache on (every one, XPUB verbose), else 0. */
   subscriptions: number
 }
 
@@ -48,7 +48,7 @@ interface Stream {
 /**
  * Publishes typed messages on topics.
  *
- * Why XPUB and not PUB: it sees subscriptions arriving, which is what the last-value cache answers.
+ * With `lastValueCache` it uses XPUB, which sees subscriptions arriving: what the cache answers.
  * Delivery is best effort, as with any ZeroMQ PUB: see the README's PUB/SUB limits.
  *
  * @example
@@ -61,7 +61,7 @@ export class Publisher {
   /** Random per instance: a restarted publisher is a new stream, not a gap. */
   readonly id: Buffer = randomBytes(PUBLISHER_ID_BYTES)
   readonly stats: PublisherStats = { published: 0, replayed: 0, subscriptions: 0 }
-  readonly #socket: XPublisher
+  readonly #socket: PubSocket | XPublisher
   readonly #streams = new Map<string, Stream>()
   readonly #cache: boolean
   readonly #loop: Promise<void>
@@ -69,11 +69,20 @@ export class Publisher {
   #inFlight = 0
 
   constructor(options: PublisherOptions = {}) {
-    this.#socket = new XPublisher({ linger: 0, sendHighWaterMark: options.sendHighWaterMark ?? 1000 })
+    const socketOptions = { linger: 0, sendHighWaterMark: options.sendHighWaterMark ?? 1000 }
     this.#cache = options.lastValueCache === true
-    if (this.#cache) this.#socket.verbosity = 'allSubs'
+    // Without the cache nothing needs the subscriptions, and a plain PUB is cheaper per message:
+    // zeromq.js re-checks a socket with a receive pending after every send.
+    if (this.#cache) {
+      const xpub = new XPublisher(socketOptions)
+      xpub.verbosity = 'allSubs'
+      this.#socket = xpub
+      this.#loop = this.#watch(xpub)
+    } else {
+      this.#socket = new PubSocket(socketOptions)
+      this.#loop = Promise.resolve()
+    }
     for (const endpoint of toList(options.connect)) this.#socket.connect(endpoint)
-    this.#loop = this.#watch()
   }
 
   /** Binds to each endpoint and returns the resolved ones (ports filled in). */
@@ -132,12 +141,12 @@ export class Publisher {
     return sent
   }
 
-  async #watch(): Promise<void> {
+  async #watch(socket: XPublisher): Promise<void> {
     try {
-      for await (const [frame] of this.#socket) {
+      for await (const [frame] of socket) {
         if (frame?.[0] !== 1) continue
         this.stats.subscriptions++
-        if (this.#cache) this.#replay(frame.subarray(1))
+        this.#replay(frame.subarray(1))
       }
     } catch {
       // The socket closed under the receive: that is close(), nothing to report.

@@ -14,10 +14,12 @@ export type SequenceVerdict =
 const FIRST: SequenceVerdict = { kind: 'first' }
 const NEXT: SequenceVerdict = { kind: 'next' }
 
-interface Last {
+interface Last<I> {
   seq: number
   /** The caller's clock (a message counter) when `seq` was seen. */
   at: number
+  /** What the caller wants to remember about the stream (parsed once, not per message). */
+  readonly info: I
 }
 
 /**
@@ -27,9 +29,11 @@ interface Last {
  * subscriber by a million entries. An evicted stream starts over as 'first': a gap across the
  * eviction goes unreported, nothing is reported falsely.
  */
-export class SequenceTracker {
-  readonly #last = new Map<string, Last>()
+export class SequenceTracker<I = undefined> {
+  readonly #last = new Map<string, Last<I>>()
   evicted = 0
+  /** The info of the stream given to the latest {@link observe} call. */
+  current: I | undefined
 
   constructor(readonly maxStreams: number) {}
 
@@ -38,13 +42,16 @@ export class SequenceTracker {
   }
 
   /** Records `seq` for `stream`, seen at `at`, unless it is a duplicate (at or below the last one seen). */
-  observe(stream: string, seq: number, at: number): SequenceVerdict {
+  observe(stream: string, seq: number, at: number, describe?: () => I): SequenceVerdict {
     const last = this.#last.get(stream)
     if (last === undefined) {
       if (this.#last.size >= this.maxStreams) this.#evictOldest()
-      this.#last.set(stream, { seq, at })
+      const info = describe?.() as I
+      this.current = info
+      this.#last.set(stream, { seq, at, info })
       return FIRST
     }
+    this.current = last.info
     if (seq <= last.seq) return { kind: 'duplicate', latest: seq === last.seq, at: last.at }
     const previous = last.seq
     last.seq = seq

@@ -117,7 +117,7 @@ export class Subscriber {
   readonly stats: SubscriberStats = { received: 0, delivered: 0, malformed: 0, invalid: 0, duplicates: 0, gaps: 0, missed: 0, dropped: 0, evicted: 0 }
   readonly #socket: SubSocket
   readonly #entries = new Set<Entry>()
-  readonly #tracker: SequenceTracker
+  readonly #tracker: SequenceTracker<StreamInfo | null>
   readonly #limits: CborLimits
   readonly #bufferSize: number
   readonly #onGap: ((gap: Gap) => void) | undefined
@@ -195,16 +195,20 @@ export class Subscriber {
     for (const entry of this.#entries) if (startsWith(head, entry.prefix)) matching.push(entry)
     // Nothing matches: a message in flight when its subscription ended.
     if (matching.length === 0) return
-    const stream = parseStreamFrame(head)
-    const envelope = stream === undefined ? 'bad first frame' : decodeTopicEnvelope(body, this.#limits)
-    if (stream === undefined || typeof envelope === 'string') {
+    const envelope = decodeTopicEnvelope(body, this.#limits)
+    if (typeof envelope === 'string') {
       this.stats.malformed++
       return
     }
-    const publisherId = envelope.publisher
-    const streamId = head.toString('latin1') + publisherId.toString('latin1')
-    const verdict = this.#tracker.observe(streamId, envelope.seq, this.stats.received)
+    const streamId = head.toString('latin1') + envelope.publisher.toString('latin1')
+    const verdict = this.#tracker.observe(streamId, envelope.seq, this.stats.received, () => describe(head, envelope.publisher))
     this.stats.evicted = this.#tracker.evicted
+    const stream = this.#tracker.current
+    if (stream === undefined || stream === null) {
+      // Not `name\0key\0`: remembered as such, so a foreign stream costs one parse, not one per message.
+      this.stats.malformed++
+      return
+    }
     if (verdict.kind === 'duplicate') {
       // A last-value replay goes to every subscriber of the prefix: only subscriptions made after
       // this socket last saw the message get it; for the rest it is a duplicate.
@@ -216,11 +220,11 @@ export class Subscriber {
       }
       this.#tracker.touch(streamId, this.stats.received)
     }
-    const publisher = publisherId.toString('hex')
+    const { topic, key, publisher } = stream
     if (verdict.kind === 'gap') {
       this.stats.gaps++
       this.stats.missed += verdict.missed
-      this.#reportGap({ topic: stream.topic, key: stream.key, publisher, missed: verdict.missed, seq: envelope.seq })
+      this.#reportGap({ topic, key, publisher, missed: verdict.missed, seq: envelope.seq })
     }
     let invalid = false
     for (const entry of matching) {
@@ -236,7 +240,7 @@ export class Subscriber {
         invalid = true
         continue
       }
-      if (entry.feed.push({ topic: stream.topic, key: stream.key, data, seq: envelope.seq, publisher })) this.stats.dropped++
+      if (entry.feed.push({ topic, key, data, seq: envelope.seq, publisher })) this.stats.dropped++
       this.stats.delivered++
     }
     if (invalid) this.stats.invalid++
@@ -249,6 +253,17 @@ export class Subscriber {
       // A throwing callback must not stop the receive loop.
     }
   }
+}
+
+interface StreamInfo {
+  readonly topic: string
+  readonly key: string
+  readonly publisher: string
+}
+
+function describe(head: Buffer, publisher: Buffer): StreamInfo | null {
+  const stream = parseStreamFrame(head)
+  return stream === undefined ? null : { ...stream, publisher: publisher.toString('hex') }
 }
 
 const startsWith = (frame: Buffer, prefix: Buffer): boolean =>
