@@ -19,7 +19,8 @@ export const PUBLISHER_ID_BYTES = 8
 
 /** A decoded topic envelope; `data` is still CBOR bytes. */
 export interface TopicEnvelope {
-  readonly publisher: Buffer
+  /** The 8 id bytes as a latin1 string: a cheap map key; `Buffer.from(id, 'latin1')` gives the bytes. */
+  readonly publisher: string
   readonly seq: number
   readonly data: Buffer
 }
@@ -68,15 +69,23 @@ export function encodeTopicEnvelope(publisher: Uint8Array, seq: number, data: Ui
   return buf
 }
 
-/** Reads one CBOR head at `pos`: major type, argument, and where the content starts. */
-function readHead(buf: Buffer, pos: number): { major: number; arg: number; pos: number } | undefined {
+// The reader's cursor: the argument of the head just read, and where its content starts. Module
+// state instead of a result object per head, since this runs for every message received.
+let headArg = 0
+let headEnd = 0
+// A call, not the variable, so the compiler does not carry a comparison's narrowing past readHead().
+const arg = (): number => headArg
+
+/** Reads one CBOR head at `pos`; returns its major type, or -1 if it does not fit. */
+function readHead(buf: Buffer, pos: number): number {
   const initial = buf[pos]
-  if (initial === undefined) return undefined
+  if (initial === undefined) return -1
   const info = initial & 0x1f
   const size = info < 24 ? 0 : info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : -1
-  if (size < 0 || pos + 1 + size > buf.length) return undefined
-  const arg = size === 0 ? info : size === 8 ? Number(buf.readBigUInt64BE(pos + 1)) : buf.readUIntBE(pos + 1, size)
-  return { major: initial >> 5, arg, pos: pos + 1 + size }
+  if (size < 0 || pos + 1 + size > buf.length) return -1
+  headArg = size === 0 ? info : size === 8 ? Number(buf.readBigUInt64BE(pos + 1)) : buf.readUIntBE(pos + 1, size)
+  headEnd = pos + 1 + size
+  return initial >> 5
 }
 
 /** Reads the second frame; a string says why it was refused. Later versions may append items. */
@@ -84,15 +93,12 @@ export function decodeTopicEnvelope(frame: Buffer, limits: CborLimits): TopicEnv
   const ends = scanCbor(frame, limits)
   if (ends instanceof CborProfileError) return `not zrpc CBOR: ${ends.message}`
   if (ends.length !== 1) return `expected one CBOR item, found ${ends.length}`
-  const array = readHead(frame, 0)
-  if (array === undefined || array.major !== 4 || array.arg < 4) return 'not an array of 4 or more items'
-  const version = readHead(frame, array.pos)
-  if (version === undefined || version.major !== 0 || version.arg !== TOPIC_VERSION) return 'unsupported topic envelope version'
-  const id = readHead(frame, version.pos)
-  if (id === undefined || id.major !== 2 || id.arg !== PUBLISHER_ID_BYTES) return 'publisher id is not 8 bytes'
-  const seq = readHead(frame, id.pos + id.arg)
-  if (seq === undefined || seq.major !== 0 || seq.arg < 1 || !Number.isSafeInteger(seq.arg)) return 'sequence number is not a positive integer'
-  const data = readHead(frame, seq.pos)
-  if (data === undefined || data.major !== 2) return 'data is not a byte string'
-  return { publisher: frame.subarray(id.pos, id.pos + id.arg), seq: seq.arg, data: frame.subarray(data.pos, data.pos + data.arg) }
+  if (readHead(frame, 0) !== 4 || arg() < 4) return 'not an array of 4 or more items'
+  if (readHead(frame, headEnd) !== 0 || arg() !== TOPIC_VERSION) return 'unsupported topic envelope version'
+  if (readHead(frame, headEnd) !== 2 || arg() !== PUBLISHER_ID_BYTES) return 'publisher id is not 8 bytes'
+  const publisher = frame.toString('latin1', headEnd, headEnd + arg())
+  if (readHead(frame, headEnd + arg()) !== 0 || arg() < 1 || !Number.isSafeInteger(arg())) return 'sequence number is not a positive integer'
+  const seq = arg()
+  if (readHead(frame, headEnd) !== 2) return 'data is not a byte string'
+  return { publisher, seq, data: frame.subarray(headEnd, headEnd + arg()) }
 }

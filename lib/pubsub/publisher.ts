@@ -62,7 +62,8 @@ export class Publisher {
   readonly id: Buffer = randomBytes(PUBLISHER_ID_BYTES)
   readonly stats: PublisherStats = { published: 0, replayed: 0, subscriptions: 0 }
   readonly #socket: PubSocket | XPublisher
-  readonly #streams = new Map<string, Stream>()
+  /** Per topic name, per key: two lookups instead of building a key string per message. */
+  readonly #streams = new Map<string, Map<string, Stream>>()
   readonly #cache: boolean
   readonly #loop: Promise<void>
   #sending: Promise<void> = Promise.resolve()
@@ -110,12 +111,13 @@ export class Publisher {
     const invalid = checkerFor(topic)(data)
     if (invalid !== undefined) throw invalid
     if (this.#socket.closed) throw new RpcError('FAILED_PRECONDITION', 'publisher is closed')
-    const id = `${topic.name}\0${key}`
-    let stream = this.#streams.get(id)
+    let keys = this.#streams.get(topic.name)
+    if (keys === undefined) this.#streams.set(topic.name, (keys = new Map()))
+    let stream = keys.get(key)
     if (stream === undefined) {
       checkKey(key)
       stream = { frame: streamFrame(topic.name, key), seq: 0, last: undefined }
-      this.#streams.set(id, stream)
+      keys.set(key, stream)
     }
     const envelope = encodeTopicEnvelope(this.id, ++stream.seq, encodeCbor(data))
     if (this.#cache && !topic.name.startsWith('$')) stream.last = envelope
@@ -155,12 +157,14 @@ export class Publisher {
 
   /** Sends the cached last message of every stream the new subscription covers. */
   #replay(prefix: Buffer): void {
-    for (const stream of this.#streams.values()) {
-      if (stream.last === undefined || stream.frame.length < prefix.length) continue
-      if (!stream.frame.subarray(0, prefix.length).equals(prefix)) continue
-      this.stats.replayed++
-      // Subscribers that already have it drop it as a duplicate (same sequence number).
-      this.#send(stream.frame, stream.last).catch(() => undefined)
+    for (const keys of this.#streams.values()) {
+      for (const stream of keys.values()) {
+        if (stream.last === undefined || stream.frame.length < prefix.length) continue
+        if (!stream.frame.subarray(0, prefix.length).equals(prefix)) continue
+        this.stats.replayed++
+        // Subscribers that already have it drop it as a duplicate (same sequence number).
+        this.#send(stream.frame, stream.last).catch(() => undefined)
+      }
     }
   }
 }

@@ -23,11 +23,12 @@ interface Last<I> {
 }
 
 /**
- * Tracks up to `maxStreams` streams, least recently seen evicted first.
+ * Tracks up to `maxStreams` streams; past that, the one first seen longest ago is forgotten.
  *
  * Why a cap: keys come from publishers, so a publisher with a million keys must not grow every
  * subscriber by a million entries. An evicted stream starts over as 'first': a gap across the
- * eviction goes unreported, nothing is reported falsely.
+ * eviction goes unreported, nothing is reported falsely. Eviction by first sight, not by last use:
+ * keeping a recency order costs a delete and an insert per message, for every message.
  */
 export class SequenceTracker<I = undefined> {
   readonly #last = new Map<string, Last<I>>()
@@ -56,9 +57,6 @@ export class SequenceTracker<I = undefined> {
     const previous = last.seq
     last.seq = seq
     last.at = at
-    // Delete then set moves the stream to the end: the Map's order is the recency order.
-    this.#last.delete(stream)
-    this.#last.set(stream, last)
     return seq === previous + 1 ? NEXT : { kind: 'gap', missed: seq - previous - 1 }
   }
 

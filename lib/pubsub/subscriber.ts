@@ -37,7 +37,7 @@ export interface SubscriberOptions {
   readonly connect?: string | readonly string[]
   /** Messages buffered per subscription before the oldest is dropped (default 1000). */
   readonly bufferSize?: number
-  /** Streams tracked for gap detection; the least recently seen is forgotten past this (default 10 000). */
+  /** Streams tracked for gap detection; past this, the one first seen longest ago is forgotten (default 10 000). */
   readonly maxTrackedStreams?: number
   /** Largest message accepted, in bytes; also the socket's ZMQ_MAXMSGSIZE (default 4 MiB). */
   readonly maxMessageSize?: number
@@ -200,7 +200,7 @@ export class Subscriber {
       this.stats.malformed++
       return
     }
-    const streamId = head.toString('latin1') + envelope.publisher.toString('latin1')
+    const streamId = head.toString('latin1') + envelope.publisher
     const verdict = this.#tracker.observe(streamId, envelope.seq, this.stats.received, () => describe(head, envelope.publisher))
     this.stats.evicted = this.#tracker.evicted
     const stream = this.#tracker.current
@@ -261,9 +261,9 @@ interface StreamInfo {
   readonly publisher: string
 }
 
-function describe(head: Buffer, publisher: Buffer): StreamInfo | null {
+function describe(head: Buffer, publisher: string): StreamInfo | null {
   const stream = parseStreamFrame(head)
-  return stream === undefined ? null : { ...stream, publisher: publisher.toString('hex') }
+  return stream === undefined ? null : { ...stream, publisher: Buffer.from(publisher, 'latin1').toString('hex') }
 }
 
 const startsWith = (frame: Buffer, prefix: Buffer): boolean =>
