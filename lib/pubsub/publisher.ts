@@ -102,9 +102,10 @@ export class Publisher {
   }
 
   /**
-   * Validates and sends one message. Throws RpcError INVALID_ARGUMENT at once (synchronously) for
-   * data that does not match the topic's schema or a bad key; nothing is sent then. The returned
-   * promise resolves when the socket took the message, which is not delivery.
+   * Validates and sends one message. Throws RpcError at once (synchronously), and sends nothing:
+   * INVALID_ARGUMENT for data that does not match the topic's schema or a bad key,
+   * FAILED_PRECONDITION after close. The returned promise resolves when the socket took the
+   * message, which is not delivery.
    */
   publish<T extends TopicDefinition>(topic: T, data: DataOf<T>, options: PublishOptions = {}): Promise<void> {
     const key = options.key ?? ''

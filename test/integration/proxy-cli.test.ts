@@ -43,6 +43,17 @@ describe('`zrpc proxy`', function () {
     expect(out).to.match(/proxy: stopped after \d+ messages/)
   })
 
+  it('stops on SIGINT (Ctrl-C) as well, exit code 0', async () => {
+    child = spawn(process.execPath, [bin, 'proxy', '--xsub', 'tcp://127.0.0.1:*', '--xpub', 'tcp://127.0.0.1:*'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    let out = ''
+    child.stdout!.on('data', (chunk: Buffer) => (out += String(chunk)))
+    await until(() => out.includes('subscribers connect to'), 5000, 'the proxy to start')
+    const exited = once(child, 'exit')
+    child.kill('SIGINT')
+    expect(((await exited) as [number | null])[0]).to.equal(0)
+    expect(out).to.match(/proxy: stopped/)
+  })
+
   it('refuses missing or unknown arguments with exit code 2', async () => {
     expect(parseProxyArgs(['--xsub', 'tcp://127.0.0.1:1'])).to.be.a('string')
     expect(parseProxyArgs(['--xsub', 'a', '--bogus', 'b'])).to.be.a('string')
