@@ -5,7 +5,7 @@ import { Publisher as RawPublisher } from 'zeromq'
 import { PubSubProxy } from '../../patterns/pubsub.js'
 import { defineTopic, Publisher, RpcError, Subscriber, waitForFlow, type Gap, type TopicMessage, type TopicSubscription } from '../../lib/index.js'
 import { encodeCbor } from '../../lib/codec/cbor.js'
-import { until } from '../helpers/endpoints.js'
+import { TRANSPORTS, bindAddress, until } from '../helpers/endpoints.js'
 
 const Prices = defineTopic('prices', Type.Object({ sym: Type.String(), px: Type.Number() }))
 const Prices2 = defineTopic('prices2', Type.Object({ sym: Type.String(), px: Type.Number() }))
@@ -48,6 +48,24 @@ describe('typed topics', function () {
     const pub = track(new Publisher(options))
     const [endpoint] = await pub.bind('tcp://127.0.0.1:*')
     return { pub, endpoint: endpoint! }
+  }
+
+  for (const transport of TRANSPORTS) {
+    describe(`a subscriber to a topic over ${transport}`, () => {
+      it('receives typed messages in order, and a late joiner gets the cached last value', async () => {
+        const pub = track(new Publisher({ lastValueCache: true }))
+        const [endpoint] = await pub.bind(bindAddress(transport))
+        const sub = track(new Subscriber({ connect: endpoint! }))
+        const news = sub.subscribe(News)
+        await waitForFlow(pub, sub)
+        await pub.publish(News, 'one', { key: 'k' })
+        await pub.publish(News, 'two', { key: 'k' })
+        expect([(await next(news)).data, (await next(news)).data]).to.deep.equal(['one', 'two'])
+        const late = track(new Subscriber({ connect: endpoint! }))
+        const replay = await next(late.subscribe(News))
+        expect([replay.data, replay.seq]).to.deep.equal(['two', 2])
+      })
+    })
   }
 
   describe('a subscriber to a topic', () => {
