@@ -2,7 +2,6 @@
  * Waiting until a publisher's messages reach a subscriber: the slow-joiner fix for typed topics.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import { randomBytes } from 'node:crypto'
 import { Type } from 'typebox'
 import type { Publisher } from './publisher.js'
 import type { Subscriber } from './subscriber.js'
@@ -25,7 +24,9 @@ const PROBE_INTERVAL_MS = 20
  * await waitForFlow(pub, sub)
  */
 export async function waitForFlow(publisher: Publisher, subscriber: Subscriber, timeoutMs = 5000): Promise<void> {
-  const key = randomBytes(8).toString('hex')
+  // Keyed by the publisher: a probe proves flow from that publisher only, and each publisher keeps
+  // one probe stream however often this is called.
+  const key = publisher.id.toString('hex')
   const probe = subscriber.subscribe(Probe, { key })
   let arrived: IteratorResult<unknown, undefined> | undefined
   void probe.next().then((result) => (arrived = result))
