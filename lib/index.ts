@@ -18,3 +18,15 @@ export { BrokerAdmin } from './broker/admin.js'
 export type { CallContext } from './rpc/dispatcher.js'
 export type { Metadata } from './codec/envelope.js'
 export type { ValidationIssue } from './service/validator.js'
+export { defineTopic, type TopicDefinition, type DataOf } from './pubsub/topic.js'
+export { Publisher, type PublisherOptions, type PublishOptions, type PublisherStats } from './pubsub/publisher.js'
+export {
+  Subscriber,
+  type SubscriberOptions,
+  type SubscribeOptions,
+  type SubscriberStats,
+  type TopicMessage,
+  type TopicSubscription,
+  type Gap,
+} from './pubsub/subscriber.js'
+export { waitForFlow } from './pubsub/flow.js'

@@ -318,8 +318,11 @@ export class PubSubProxy {
   #loops: Promise<unknown> | undefined
   #closed = false
 
-  constructor(options: { log?: boolean } = {}) {
+  constructor(options: { log?: boolean; verbose?: boolean } = {}) {
     this.#log = options.log === true ? toConsole : silent
+    // Verbose: pass every subscribe upstream, not just the first per prefix, so a publisher with a
+    // last-value cache sees each late joiner.
+    if (options.verbose === true) this.#backend.verbosity = 'allSubs'
   }
 
   /** Binds the frontend (for publishers) and the backend (for subscribers) and starts forwarding. */

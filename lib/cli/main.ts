@@ -3,12 +3,14 @@
  */
 import { runDemo } from './demo.js'
 import { BROKER_USAGE, runBroker } from './broker.js'
+import { runProxyCommand } from './proxy.js'
 
 const USAGE = `usage: zrpc <command>
 
 commands:
   demo      start a server and clients on loopback, make typed calls, print what happened
   broker    run a broker for typed RPC (zrpc broker --help for options)
+  proxy     --xsub <endpoint> --xpub <endpoint>: run a PUB/SUB proxy until SIGINT/SIGTERM
   help      show this text`
 
 /** Runs the CLI with `argv` (without node and the script) and returns the exit code. */
@@ -24,6 +26,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'demo':
       await runDemo()
       return 0
+    case 'proxy':
+      return runProxyCommand(argv.slice(1))
     case undefined:
     case 'help':
     case '--help':

@@ -57,6 +57,8 @@ describe('the demo', function () {
     expect(summary.perWorker).to.have.length(3)
     expect(summary.perWorker.reduce((a, b) => a + b, 0)).to.equal(300)
     for (const served of summary.perWorker) expect(served).to.be.above(0)
+    expect(summary.updates).to.equal(5)
+    expect(lines).to.include('topic: a late joiner for sku-0-0 got 629 cents from the last-value cache')
     expect(lines.at(-1)).to.match(/^closed/)
   })
 
