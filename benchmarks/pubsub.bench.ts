@@ -12,6 +12,7 @@
  * Run: `npm run build && node dist/benchmarks/pubsub.bench.js [--quick]` (BURST=n to change pacing).
  */
 import { cpus } from 'node:os'
+import { pathToFileURL } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Type } from 'typebox'
 import { Publisher as RawPub, Subscriber as RawSub } from 'zeromq'
@@ -147,7 +148,7 @@ const best = (results: Result[]): Result => results.reduce((a, b) => (b.delivere
 const rate = (r: Result): number => (r.seconds > 0 ? r.delivered / r.seconds : 0)
 const fmt = (x: number): string => Math.round(x).toLocaleString('en-US')
 
-async function main(): Promise<void> {
+export async function main(): Promise<void> {
   const frames = await typedFrames()
   console.log(`# pubsub: typed topics vs raw zeromq.js PUB/SUB, same ${frames.map((f) => f.length).join('+')} bytes per message`)
   console.log(`node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, ${MESSAGES} messages per run, best of ${ROUNDS}${QUICK ? ' (quick)' : ''}`)
@@ -168,4 +169,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main()
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main()

@@ -17,6 +17,10 @@ const CASES: Record<string, () => Promise<BenchCase>> = {
     const { main } = await import('./broker.bench.js')
     return (argv) => main(argv)
   },
+  pubsub: async () => {
+    const { main } = await import('./pubsub.bench.js')
+    return () => main()
+  },
 }
 
 async function run(): Promise<void> {
