@@ -2,11 +2,13 @@
  * Calls through the broker next to the raw lbbroker echo and direct zrpc, in one run. Workers run in
  * separate processes; the brokers and the callers run in this one.
  *
- *   node dist/benchmarks/broker.bench.js [--quick] [--duration=ms] [--workers=1,2,4] [--windows=1,64]
+ *   node dist/benchmarks/broker.bench.js [--quick] [--duration=ms] [--workers=1,2,4] [--windows=1,64] [--concurrency=1,8]
  *
  * Each phase keeps `window` calls in flight for `duration` ms and reports completed calls per second.
  * Systems: `lbbroker` (patterns/lbbroker.ts, REQ clients, raw frames echoed), `zrpc-broker` (Broker +
- * RpcServer.connectBroker, typed echo), `zrpc-direct` (one server process, no broker; workers=1 only).
+ * RpcServer.connectBroker, typed echo), `zrpc-direct` (one server process, no broker; workers=1 only),
+ * `zrpc-broker-io` (one server process with `concurrency` MDP workers and a handler that waits 2 ms,
+ * as an I/O-bound one would: several requests at once through the broker).
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { pathToFileURL } from 'node:url'
@@ -17,12 +19,15 @@ import { Echo } from './broker/echo.js'
 const WORKER = new URL('./broker/worker-main.js', import.meta.url)
 const PAYLOAD = 'x'.repeat(64)
 const HEARTBEAT_MS = 1000
+const IO_DELAY_MS = 2
 
 export interface BrokerBenchRow {
-  system: 'lbbroker' | 'zrpc-broker' | 'zrpc-direct'
+  system: 'lbbroker' | 'zrpc-broker' | 'zrpc-direct' | 'zrpc-broker-io'
   workers: number
   window: number
   callsPerSecond: number
+  /** MDP workers in the one server process (zrpc-broker-io only). */
+  concurrency?: number
 }
 
 interface Child {
@@ -108,6 +113,31 @@ async function zrpcBroker(workers: number, windows: readonly number[], durationM
   return rows
 }
 
+/**
+ * One server process, `concurrency` MDP workers, each call waiting IO_DELAY_MS first (an I/O-bound
+ * handler): what connectBroker's concurrency buys.
+ */
+async function zrpcConcurrency(concurrencies: readonly number[], window: number, durationMs: number): Promise<BrokerBenchRow[]> {
+  const rows: BrokerBenchRow[] = []
+  for (const concurrency of concurrencies) {
+    const broker = new Broker({ heartbeatMs: HEARTBEAT_MS })
+    const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+    const child = await forkWorker(['zrpc', endpoint, String(HEARTBEAT_MS), String(concurrency), String(IO_DELAY_MS)])
+    const client = new RpcClient({ broker: endpoint })
+    try {
+      while ((broker.stats().services['echo']?.workers ?? 0) < concurrency) await new Promise((resolve) => setTimeout(resolve, 10))
+      const echo = client.service(Echo)
+      const callsPerSecond = await measure(window, durationMs, () => echo.echo({ data: PAYLOAD }))
+      rows.push({ system: 'zrpc-broker-io', workers: 1, window, callsPerSecond, concurrency })
+    } finally {
+      await client.close()
+      await child.stop()
+      await broker.close()
+    }
+  }
+  return rows
+}
+
 async function zrpcDirect(windows: readonly number[], durationMs: number): Promise<BrokerBenchRow[]> {
   const server = await forkWorker(['direct', 'tcp://127.0.0.1:*'])
   const client = new RpcClient({ connect: server.endpoint })
@@ -142,6 +172,11 @@ export async function main(argv: readonly string[] = [], print: (line: string) =
       rows.push(row)
       show(row)
     }
+  }
+  const concurrencies = list(flag(argv, 'concurrency'), [1, 8])
+  for (const row of await zrpcConcurrency(concurrencies, 64, durationMs)) {
+    rows.push(row)
+    print(`zrpc-broker-io workers=1 concurrency=${row.concurrency ?? 1} window=64 handler waits ${IO_DELAY_MS} ms: ${row.callsPerSecond} calls/s`)
   }
   for (const workers of workerCounts) {
     for (const window of windows) {

@@ -1,6 +1,7 @@
 /**
- * A worker process for the broker bench. argv: <mode> <endpoint> [heartbeatMs]
- *   zrpc    an RpcServer attached to a Broker at <endpoint> (one MDP worker)
+ * A worker process for the broker bench. argv: <mode> <endpoint> [heartbeatMs] [concurrency] [delayMs]
+ *   zrpc    an RpcServer attached to a Broker at <endpoint> (`concurrency` MDP workers, default 1;
+ *           each call waits `delayMs` first, default 0, standing in for I/O)
  *   lb      a raw lbbroker echo worker on the backend <endpoint>
  *   direct  an RpcServer bound to <endpoint> (a bind address), for the direct baseline
  * Reports `{ endpoint }` over IPC once serving; exits on 'stop' or when the parent goes.
@@ -9,8 +10,11 @@ import { LoadBalancingWorker } from '../../patterns/lbbroker.js'
 import { RpcServer } from '../../lib/index.js'
 import { Echo } from './echo.js'
 
-const [mode, endpoint, heartbeat] = process.argv.slice(2)
+const [mode, endpoint, heartbeat, concurrencyArg, delayArg] = process.argv.slice(2)
 const heartbeatMs = Number(heartbeat ?? 2500)
+const concurrency = Number(concurrencyArg ?? 1)
+const delayMs = Number(delayArg ?? 0)
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 async function start(): Promise<{ endpoint: string; stop: () => Promise<void> }> {
   if (mode === 'lb') {
@@ -18,9 +22,9 @@ async function start(): Promise<{ endpoint: string; stop: () => Promise<void> }>
     const running = worker.run(endpoint!)
     return { endpoint: endpoint!, stop: async () => (worker.close(), await running) }
   }
-  const server = new RpcServer().implement(Echo, { echo: ({ data }) => data })
+  const server = new RpcServer().implement(Echo, { echo: async ({ data }) => (delayMs > 0 ? (await pause(delayMs), data) : data) })
   if (mode === 'zrpc') {
-    await server.connectBroker(endpoint!, { heartbeatMs })
+    await server.connectBroker(endpoint!, { heartbeatMs, concurrency })
     return { endpoint: endpoint!, stop: () => server.close() }
   }
   if (mode === 'direct') {
