@@ -57,6 +57,8 @@ export class Channel {
   private readonly limits: CborLimits
   private readonly framing: Framing
   private closed = false
+  /** Whether the connection is up, as far as libzmq's monitor has told us. */
+  connected: boolean
   readonly stats: ChannelStats = { calls: 0, inFlight: 0, lateReplies: 0, malformed: 0 }
 
   constructor(
@@ -75,7 +77,13 @@ export class Channel {
     this.queue = new SendQueue(this.socket, { coalesce: options.coalesce && this.framing.coalesce, maxFrameBytes: Math.min(256 * 1024, options.maxMessageSize) })
     // A connection that drops takes its in-flight calls with it: the server's replies would go to a
     // routing id that no longer exists. Fail them now instead of at their deadlines.
-    this.socket.events.on('disconnect', () => this.failAll('UNAVAILABLE', `connection to ${endpoint} lost; the call may or may not have run`))
+    this.socket.events.on('disconnect', () => {
+      this.connected = false
+      this.failAll('UNAVAILABLE', `connection to ${endpoint} lost; the call may or may not have run`)
+    })
+    // inproc connections raise no monitor events; they exist as soon as both ends do.
+    this.connected = endpoint.startsWith('inproc://')
+    this.socket.events.on('connect', () => (this.connected = true))
     this.socket.connect(endpoint)
     void this.receiveLoop()
   }

@@ -111,7 +111,7 @@ export class RpcClient {
     } catch (err) {
       return Promise.reject(err)
     }
-    const channel = this.channels[this.nextChannel++ % this.channels.length]!
+    const channel = this.pickChannel()
     return channel.call(service, method, params, { deadline: Date.now() + timeoutMs, signal: options.signal, metadata: options.metadata })
   }
 
@@ -132,13 +132,29 @@ export class RpcClient {
     }
   }
 
+  /**
+   * The next channel in turn that is connected, so a dead server among several does not hold a share
+   * of the calls until their deadlines; if none is connected yet, the next in turn (its calls wait
+   * for the connection, up to their deadlines).
+   */
+  private pickChannel(): Channel {
+    const count = this.channels.length
+    const first = this.nextChannel++ % count
+    for (let i = 0; i < count; i++) {
+      const channel = this.channels[(first + i) % count]!
+      if (channel.connected) return channel
+    }
+    return this.channels[first]!
+  }
+
   /** Calls in flight on all connections. */
   get inFlight(): number {
     return this.channels.reduce((n, c) => n + c.inFlight, 0)
   }
 
-  get stats(): ChannelStats[] {
-    return this.channels.map((c) => ({ ...c.stats }))
+  /** Per connection: its endpoint, whether it is up, and its counters. */
+  get stats(): Array<ChannelStats & { endpoint: string; connected: boolean }> {
+    return this.channels.map((c) => ({ endpoint: c.endpoint, connected: c.connected, ...c.stats }))
   }
 
   /** Rejects every pending call with CANCELLED and closes the sockets. */

@@ -1,0 +1,52 @@
+import { expect } from 'chai'
+import { Router } from 'zeromq'
+import { RpcClient, RpcServer } from '../../lib/index.js'
+import { Calc, calcHandlers } from '../helpers/calc.js'
+import { until } from '../helpers/endpoints.js'
+
+describe('a client with several servers', function () {
+  this.timeout(10_000)
+  const servers: RpcServer[] = []
+  let client: RpcClient | undefined
+
+  afterEach(async () => {
+    await client?.close()
+    await Promise.all(servers.splice(0).map((s) => s.close()))
+  })
+
+  async function startServer(): Promise<{ endpoint: string; served: () => number }> {
+    const server = new RpcServer().implement(Calc, calcHandlers())
+    servers.push(server)
+    const [endpoint] = await server.bind('tcp://127.0.0.1:*')
+    return { endpoint: endpoint!, served: () => server.stats.calls.completed }
+  }
+
+  it('spreads calls over the servers in turn', async () => {
+    const a = await startServer()
+    const b = await startServer()
+    client = new RpcClient({ connect: [a.endpoint, b.endpoint] })
+    const calc = client.service(Calc)
+    await until(() => client!.stats.every((c) => c.connected), 3000, 'both connections')
+    for (let i = 0; i < 40; i++) expect(await calc.add({ a: i, b: 1 })).to.equal(i + 1)
+    expect(a.served() + b.served()).to.equal(40)
+    expect(a.served()).to.be.within(10, 30)
+  })
+
+  it('sends nothing to a server that is down, so no call waits for its deadline', async () => {
+    // A port that was just in use and is now closed: connecting there fails.
+    const gone = new Router({ linger: 0 })
+    await gone.bind('tcp://127.0.0.1:*')
+    const dead = gone.lastEndpoint!
+    gone.close()
+    const live = await startServer()
+    client = new RpcClient({ connect: [dead, live.endpoint], timeoutMs: 3000 })
+    const calc = client.service(Calc)
+    await until(() => client!.stats[1]!.connected, 3000, 'the live connection')
+    expect(client.stats[0]!.connected).to.equal(false)
+    const started = Date.now()
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => calc.add({ a: i, b: 0 })))
+    expect(results).to.deep.equal(Array.from({ length: 50 }, (_, i) => i))
+    expect(Date.now() - started).to.be.below(2500)
+    expect(live.served()).to.equal(50)
+  })
+})
