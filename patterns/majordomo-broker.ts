@@ -11,7 +11,9 @@
  * ```
  * Unlike the guide's reference broker, busy workers expire too (their request goes to
  * `onWorkerLost`, default: requeue at the front), `mmi.service` says 404 once the last worker has
- * gone, and queued requests can be bounded and expired.
+ * gone, and queued requests can be bounded and expired. A busy worker expires only once it has shown
+ * that it heartbeats while busy (zrpc's workers beat as each request arrives): the reference worker
+ * is silent while its handler runs, and expiring it then would cut every long request short.
  */
 import { EventEmitter } from 'node:events'
 import { Router } from 'zeromq'
@@ -84,6 +86,8 @@ interface Worker extends WorkerInfo {
   expiresAt: number
   busy: QueuedRequest | undefined
   draining: boolean
+  /** Seen heartbeating while busy: its silence while busy means death, not work. */
+  beatsWhileBusy: boolean
 }
 
 interface Service {
@@ -241,6 +245,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
         return this.addWorker(sender, identity, msg.service)
       case 'heartbeat':
         if (!worker) return this.unexpected(sender, 'HEARTBEAT before READY')
+        if (worker.busy) worker.beatsWhileBusy = true
         return
       case 'reply':
         if (!worker) return this.unexpected(sender, 'REPLY before READY')
@@ -268,7 +273,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
 
   private addWorker(id: Buffer, identity: string, serviceName: string): void {
     const service = this.service(serviceName)
-    const worker: Worker = { id, identity, service: serviceName, expiresAt: Date.now() + this.heartbeatMs * this.liveness, busy: undefined, draining: false }
+    const worker: Worker = { id, identity, service: serviceName, expiresAt: Date.now() + this.heartbeatMs * this.liveness, busy: undefined, draining: false, beatsWhileBusy: false }
     this.workers.set(identity, worker)
     service.workers.add(worker)
     service.idle.push(worker)
@@ -314,7 +319,7 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
   private tick(): void {
     const now = Date.now()
     for (const worker of [...this.workers.values()]) {
-      if (worker.expiresAt < now) this.deleteWorker(worker, 'expired', false)
+      if (worker.expiresAt < now && (!worker.busy || worker.beatsWhileBusy)) this.deleteWorker(worker, 'expired', false)
       else void this.out.push([worker.id, ...workerFrames(Command.Heartbeat)])
     }
     const expiry = this.opts.requestExpiryMs

@@ -10,8 +10,11 @@
  *  [] MDPW01 0x05                      ◄─►  DISCONNECT (then a new socket and READY again)
  * ```
  * Heartbeats run on a timer, not in the receive path, so a worker whose handler awaits for a long
- * time keeps heartbeating and is not expired. After `liveness` silent intervals it drops the socket,
- * waits `reconnectMs` and starts over on a new socket (new routing id), as the reference does.
+ * time keeps heartbeating and is not expired; it also heartbeats once as soon as a request arrives,
+ * which tells a zrpc broker that this worker beats while busy (so its death while busy is noticed).
+ * After `liveness` silent intervals while idle it drops the socket, waits `reconnectMs` and starts
+ * over on a new socket (new routing id), as the reference does. Broker silence is not counted while a
+ * request is being handled: the reference broker heartbeats idle workers only.
  * For several requests at once, run several workers: each is its own socket and its own MDP worker.
  */
 import { Dealer } from 'zeromq'
@@ -67,6 +70,8 @@ export class MajordomoWorker implements AsyncIterable<MajordomoRequest> {
   private readonly inbox: MajordomoRequest[] = []
   private waiter: ((req: MajordomoRequest | null) => void) | undefined
   private closed = false
+  /** A request has been delivered and not yet answered. */
+  private working = false
   /** How many times this worker has connected and sent READY. */
   connects = 0
 
@@ -122,6 +127,7 @@ export class MajordomoWorker implements AsyncIterable<MajordomoRequest> {
     this.socket = socket
     this.out = out
     this.liveness = this.maxLiveness
+    this.working = false
     this.connects++
     this.opts.log?.(`I: connecting to broker at ${this.endpoint} for ${this.service}`)
     void out.push(workerFrames(Command.Ready, Buffer.from(this.service)))
@@ -135,7 +141,7 @@ export class MajordomoWorker implements AsyncIterable<MajordomoRequest> {
 
   private tick(): void {
     if (!this.socket || !this.out) return
-    if (--this.liveness <= 0) {
+    if (!this.working && --this.liveness <= 0) {
       this.opts.log?.(`W: broker silent for ${this.maxLiveness} heartbeats, reconnecting`)
       this.drop()
       this.reconnectTimer = setTimeout(() => this.connect(), this.opts.reconnectMs ?? this.heartbeatMs)
@@ -153,6 +159,8 @@ export class MajordomoWorker implements AsyncIterable<MajordomoRequest> {
         switch (msg.kind) {
           case 'request': {
             const { client, body } = msg
+            this.working = true
+            void out.push(workerFrames(Command.Heartbeat))
             this.deliver({ clientId: client, body, reply: (reply) => this.reply(socket, out, client, reply) })
             break
           }
@@ -183,6 +191,7 @@ export class MajordomoWorker implements AsyncIterable<MajordomoRequest> {
   }
 
   private async reply(socket: Dealer, out: SendQueue, client: Buffer, body: Frames): Promise<boolean> {
+    this.working = false
     // A reply on a newer socket would come from a worker the broker does not know; the old request is gone.
     if (socket !== this.socket) {
       this.opts.log?.('W: reply dropped: reconnected since the request arrived')

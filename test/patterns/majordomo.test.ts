@@ -197,7 +197,8 @@ describe('patterns/majordomo', function () {
       const got = await dead.inbox.next((m) => m[2] === cmd(2))
       expect(got.map(String).slice(0, 3)).to.deep.equal(['', 'MDPW01', cmd(2)])
       expect(got.map(String).slice(4)).to.deep.equal(['', 'job'])
-      await dead.inbox.close() // dies while busy, no DISCONNECT
+      await dead.socket.send(['', 'MDPW01', cmd(4)]) // beats while busy, as zrpc workers do on each request
+      await dead.inbox.close() // then dies while busy, no DISCONNECT
       startWorker(endpoint, 'echo', (b) => ['done', ...b.map(String)], { heartbeatMs: HB })
       expect(str(await reply)).to.deep.equal(['done', 'job'])
       expect(left.map(([, why]) => why)).to.deep.equal(['expired'])
@@ -219,9 +220,25 @@ describe('patterns/majordomo', function () {
       const c = client(started.endpoint, 3000)
       const reply = c.request('echo', 'job')
       await dead.inbox.next((m) => m[2] === cmd(2))
+      await dead.socket.send(['', 'MDPW01', cmd(4)])
       await dead.inbox.close()
       expect(str(await reply)).to.deep.equal(['error', 'worker-lost'])
       expect(broker.stats().rejected['worker-lost']).to.equal(1)
+    })
+
+    it('does not expire a busy reference-style worker that is silent while it works, and forwards its late reply', async () => {
+      const { endpoint, left } = await startBroker({ heartbeatMs: HB })
+      const quiet = raw(new Dealer())
+      quiet.socket.connect(endpoint)
+      await quiet.socket.send(['', 'MDPW01', cmd(1), 'echo'])
+      const c = client(endpoint, 5000)
+      const reply = c.request('echo', 'long job')
+      const got = await quiet.inbox.next((m) => m[2] === cmd(2))
+      await sleep(HB * 3 * 3) // three liveness windows without a word, as the guide's worker in a long handler
+      await quiet.socket.send(['', 'MDPW01', cmd(3), got[3]!, '', 'finished'])
+      expect(str(await reply)).to.deep.equal(['finished'])
+      expect(left).to.deep.equal([])
+      await quiet.inbox.close()
     })
 
     it('keeps a worker whose handler runs for many heartbeat intervals', async () => {
@@ -317,6 +334,22 @@ describe('patterns/majordomo', function () {
       await worker.socket.send(['', 'MDPW01', cmd(4)])
       await worker.socket.send(['', 'MDPW01', cmd(3), address, '', 'HELLO', 'WORLD'])
       expect((await refClient.inbox.next(() => true)).map(String)).to.deep.equal(['MDPC01', 'echo', 'HELLO', 'WORLD'])
+    })
+
+    it('our worker answers a long request on the same socket when the broker is silent while it works, as the reference broker is', async () => {
+      const router = raw(new Router())
+      await router.socket.bind('tcp://127.0.0.1:*')
+      const endpoint = router.socket.lastEndpoint ?? ''
+      const worker = startWorker(endpoint, 'slow', async (b) => (await sleep(HB * 3 * 3), ['done', ...b.map(String)]), { heartbeatMs: HB })
+      const ready = await router.inbox.next((m) => m[3] === cmd(1))
+      const workerId = ready[0] ?? Buffer.alloc(0)
+      // The reference broker heartbeats idle workers only: after the REQUEST it says nothing at all.
+      await router.socket.send([workerId, '', 'MDPW01', cmd(2), 'client-1', '', 'job'])
+      const reply = await router.inbox.next((m) => m[3] === cmd(3), 3000)
+      expect(reply[0]?.equals(workerId)).to.equal(true)
+      expect(reply.map(String).slice(4)).to.deep.equal(['client-1', '', 'done', 'job'])
+      expect(worker.connects).to.equal(1)
+      await worker.close()
     })
 
     it('our worker and client work against a minimal reference-style broker (raw ROUTER)', async () => {
