@@ -9,7 +9,7 @@ import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { Dispatcher, type DispatcherStats, type RawHandler } from '../rpc/dispatcher.js'
 import { Listener, type ListenerStats } from '../rpc/listener.js'
-import { BrokerWorker, type BrokerWorkerStats } from '../rpc/broker-worker.js'
+import { BrokerWorker, type BrokerWorkerOptions, type BrokerWorkerStats } from '../rpc/broker-worker.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
 import type { ServiceDefinition, ServiceHandlers } from './contract.js'
 import { validatorsFor } from './validator.js'
@@ -53,6 +53,8 @@ export class RpcServer {
   private readonly dispatcher: Dispatcher
   private readonly listeners: Listener[] = []
   private readonly brokerWorkers: BrokerWorker[] = []
+  /** Brokers this server serves through, so services implemented later register there too. */
+  private readonly brokers: Array<{ endpoint: string; concurrency: number; options: BrokerWorkerOptions }> = []
   private readonly services = new Set<string>()
   private readonly limits: CborLimits
   private readonly maxMessageSize: number
@@ -98,6 +100,7 @@ export class RpcServer {
       this.handlers.set(key(service.name, method), raw)
     }
     this.services.add(service.name)
+    for (const broker of this.brokers) this.startBrokerWorkers(broker.endpoint, service.name, broker.concurrency, broker.options)
     return this
   }
 
@@ -115,8 +118,8 @@ export class RpcServer {
   }
 
   /**
-   * Registers with a Majordomo broker as a worker for every service implemented so far, `concurrency`
-   * workers per service. Same validation, deadlines and errors as direct calls; a CANCEL cannot
+   * Registers with a Majordomo broker as a worker for every service implemented, `concurrency`
+   * workers per service (services implemented later register too). Same validation, deadlines and errors as direct calls; a CANCEL cannot
    * reach a worker through the broker, the handler's signal still aborts at the deadline. The workers
    * re-register by themselves when the broker restarts.
    */
@@ -126,10 +129,13 @@ export class RpcServer {
     if (!(Number.isInteger(concurrency) && concurrency >= 1)) return Promise.reject(new TypeError(`concurrency must be a positive integer, got ${concurrency}`))
     if (this.services.size === 0) return Promise.reject(new TypeError('implement a service before connecting to a broker'))
     const workerOptions = { maxMessageSize: this.maxMessageSize, heartbeatMs: options.heartbeatMs ?? 2500, liveness: options.liveness ?? 3 }
-    for (const service of this.services) {
-      for (let i = 0; i < concurrency; i++) this.brokerWorkers.push(new BrokerWorker(this.dispatcher, endpoint, service, workerOptions))
-    }
+    this.brokers.push({ endpoint, concurrency, options: workerOptions })
+    for (const service of this.services) this.startBrokerWorkers(endpoint, service, concurrency, workerOptions)
     return Promise.resolve()
+  }
+
+  private startBrokerWorkers(endpoint: string, service: string, concurrency: number, options: BrokerWorkerOptions): void {
+    for (let i = 0; i < concurrency; i++) this.brokerWorkers.push(new BrokerWorker(this.dispatcher, endpoint, service, options))
   }
 
   /**

@@ -104,6 +104,28 @@ describe('load spread over workers', function () {
   })
 })
 
+describe('a service implemented after connectBroker', function () {
+  this.timeout(15_000)
+  it('registers with the broker too, and answers through it', async () => {
+    const broker = new Broker(HEARTBEAT)
+    const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+    const Late = defineService('late', { hello: { params: Type.Object({ name: Type.String() }), result: Type.String() } })
+    const server = new RpcServer().implement(Calc, calcHandlers())
+    const client = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
+    try {
+      await server.connectBroker(endpoint, { ...HEARTBEAT, concurrency: 2 })
+      server.implement(Late, { hello: ({ name }) => `hello ${name}` })
+      await workersReady(broker, 'late', 2)
+      expect(await client.service(Late).hello({ name: 'later' })).to.equal('hello later')
+      expect(await client.service(Calc).add({ a: 1, b: 1 })).to.equal(2)
+    } finally {
+      await client.close()
+      await server.close()
+      await broker.close()
+    }
+  })
+})
+
 describe('the broker management service', function () {
   this.timeout(15_000)
   it('lists services and workers and disconnects a worker, through the broker itself', async () => {
