@@ -65,6 +65,8 @@ export interface BrokerOptions {
   maxMessageSize?: number
   /** Called right before a queued request goes to a worker; `false` drops it (`not-admitted`). */
   admit?: (req: QueuedRequest) => boolean
+  /** Called for every queued request on each heartbeat tick; `true` drops it (`not-admitted`), freeing its queue slot. */
+  isStale?: (req: QueuedRequest) => boolean
   /** Called for every request dropped without a worker's reply; answer the client from here with `sendToClient()`. */
   onReject?: (req: QueuedRequest, reason: RejectReason) => void
   /** Decides what happens to the request in flight at a worker that died (default `requeue`, at the front). `drop` also calls `onReject(req, 'worker-lost')`. */
@@ -321,6 +323,16 @@ export class MajordomoBroker extends EventEmitter<BrokerEvents> {
     for (const worker of [...this.workers.values()]) {
       if (worker.expiresAt < now && (!worker.busy || worker.beatsWhileBusy)) this.deleteWorker(worker, 'expired', false)
       else void this.out.push([worker.id, ...workerFrames(Command.Heartbeat)])
+    }
+    const stale = this.opts.isStale
+    if (stale) {
+      for (const service of [...this.services.values()]) {
+        const [old, fresh] = partition(service.requests, stale)
+        if (old.length === 0) continue
+        service.requests = fresh
+        for (const req of old) this.reject(req, 'not-admitted')
+        this.forgetIfEmpty(service)
+      }
     }
     const expiry = this.opts.requestExpiryMs
     if (expiry === undefined) return

@@ -82,6 +82,9 @@ export class Broker {
       maxQueuePerService: options.maxQueuePerService ?? DEFAULT_MAX_QUEUE_PER_SERVICE,
       ...(options.requestExpiryMs !== undefined && { requestExpiryMs: options.requestExpiryMs }),
       admit: (req) => this.admit(req),
+      // Requests whose deadline passed while queued leave at the next tick, not when a worker frees up:
+      // they would hold queue slots (and memory) for calls nobody waits for.
+      isStale: (req) => this.isOutOfTime(req),
       onReject: (req, reason) => this.onReject(req, reason),
       // The broker cannot know whether running the call again is safe; the client does (idempotent).
       onWorkerLost: () => 'drop',
@@ -159,6 +162,14 @@ export class Broker {
     if (left < request.timeoutMs) {
       req.body[0] = encodeRequest(request.id, request.service, request.method, Math.ceil(left), request.metadata, request.params)
     }
+    return true
+  }
+
+  private isOutOfTime(req: QueuedRequest): boolean {
+    const request = readRequest(req)
+    if (request === undefined || req.receivedAt + request.timeoutMs > Date.now()) return false
+    this.expired++
+    this.refusals.set(req, { code: 'DEADLINE_EXCEEDED', message: 'deadline passed while queued in the broker' })
     return true
   }
 

@@ -50,6 +50,25 @@ describe('broker failures', function () {
   beforeEach(async () => (rig = await new Rig().start()))
   afterEach(() => rig.close())
 
+  it('frees the queue slots of requests whose deadline passed, before any worker is free', async () => {
+    await rig.close()
+    rig = await new Rig().start({ maxQueuePerService: 2 })
+    const probe: CalcProbe = { aborted: [], started: 0 }
+    await rig.calcServer(probe)
+    await workersReady(rig.broker, 'calc', 1)
+    const calc = rig.client().service(Calc)
+    const busy = calc.slow({ ms: 1500 })
+    await until(() => probe.started === 1, 2000, 'first call running')
+    const stale = [calc.add({ a: 1, b: 1 }, { timeoutMs: 100 }), calc.add({ a: 2, b: 2 }, { timeoutMs: 100 })]
+    for (const call of stale) expect(await rejection(call)).to.have.property('code', 'DEADLINE_EXCEEDED')
+    await until(() => rig.broker.stats().services['calc']?.queued === 0, 1000, 'the stale requests to leave the queue')
+    // The queue has room again while the worker is still busy: this call waits instead of RESOURCE_EXHAUSTED.
+    const next = calc.add({ a: 20, b: 22 })
+    expect(await busy).to.equal(null)
+    expect(await next).to.equal(42)
+    expect(rig.broker.stats().expired).to.equal(2)
+  })
+
   it('drops a request whose deadline passed while queued: the worker never runs it', async () => {
     const probe: CalcProbe = { aborted: [], started: 0 }
     await rig.calcServer(probe)
