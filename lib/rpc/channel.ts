@@ -79,7 +79,7 @@ export class Channel {
     // routing id that no longer exists. Fail them now instead of at their deadlines.
     this.socket.events.on('disconnect', () => {
       this.connected = false
-      this.failAll('UNAVAILABLE', `connection to ${endpoint} lost; the call may or may not have run`)
+      this.failAll('UNAVAILABLE', `connection to ${endpoint} lost; the call may or may not have run`, { connectionLost: true })
     })
     // inproc connections raise no monitor events; they exist as soon as both ends do.
     this.connected = endpoint.startsWith('inproc://')
@@ -157,8 +157,8 @@ export class Channel {
     if (this.framing.canCancel) this.framing.push(this.queue, service, encodeCancel(id))
   }
 
-  private failAll(code: 'CANCELLED' | 'UNAVAILABLE', message: string): void {
-    for (const call of [...this.pending.values()]) call.reject(new RpcError(code, message))
+  private failAll(code: 'CANCELLED' | 'UNAVAILABLE', message: string, details?: unknown): void {
+    for (const call of [...this.pending.values()]) call.reject(new RpcError(code, message, details))
   }
 
   private async receiveLoop(): Promise<void> {

@@ -116,8 +116,8 @@ export class RpcClient {
   }
 
   /**
-   * Calls again, within the same deadline, while the broker reports the worker lost. Only for
-   * idempotent methods: the lost worker may have run the call.
+   * Calls again, within the same deadline, when the broker reports the worker lost or the connection
+   * dropped (a server or the broker went away). Only for idempotent methods: the call may have run.
    */
   private async callRetrying(service: string, method: string, params: Uint8Array, options: CallOptions): Promise<Uint8Array> {
     const deadline = Date.now() + (options.timeoutMs ?? this.timeoutMs)
@@ -126,7 +126,7 @@ export class RpcClient {
         return await this.call(service, method, params, options)
       } catch (err) {
         const left = deadline - Date.now()
-        if (!(isWorkerLost(err) && attempt < MAX_ATTEMPTS && left >= 1 && !options.signal?.aborted)) throw err
+        if (!(isLost(err) && attempt < MAX_ATTEMPTS && left >= 1 && !options.signal?.aborted)) throw err
         options = { ...options, timeoutMs: left }
       }
     }
@@ -169,10 +169,11 @@ export class RpcClient {
 /** Attempts of an idempotent call whose workers keep dying: a bound, so a poison request cannot loop. */
 const MAX_ATTEMPTS = 3
 
-function isWorkerLost(err: unknown): boolean {
+/** The call may or may not have run, and nothing else went wrong: a worker or a connection was lost. */
+function isLost(err: unknown): boolean {
   if (!RpcError.is(err, 'UNAVAILABLE')) return false
-  const details = err.details as { workerLost?: unknown } | undefined
-  return typeof details === 'object' && details !== null && details.workerLost === true
+  const details = err.details as { workerLost?: unknown; connectionLost?: unknown } | undefined
+  return typeof details === 'object' && details !== null && (details.workerLost === true || details.connectionLost === true)
 }
 
 function encodeParams(params: unknown): Buffer {

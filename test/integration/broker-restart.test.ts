@@ -1,5 +1,6 @@
 import { expect } from 'chai'
-import { Broker, RpcClient, RpcError, RpcServer } from '../../lib/index.js'
+import { Type } from 'typebox'
+import { Broker, RpcClient, RpcError, RpcServer, defineService } from '../../lib/index.js'
 import { Calc, calcHandlers } from '../helpers/calc.js'
 import { rejection, sleep, until } from '../helpers/endpoints.js'
 
@@ -49,6 +50,29 @@ describe('broker restart', function () {
     } finally {
       await client.close()
       await server.close()
+      await broker.close()
+    }
+  })
+
+  it('retries an idempotent call cut off by the restart, and it succeeds within its deadline', async () => {
+    const Store = defineService('store', { get: { params: Type.Object({ key: Type.String() }), result: Type.String(), idempotent: true } })
+    let broker = new Broker(HEARTBEAT)
+    const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+    let runs = 0
+    const server = new RpcServer().implement(Store, { get: async ({ key }) => (runs++, await sleep(300), `value of ${key}`) })
+    await server.connectBroker(endpoint, HEARTBEAT)
+    const client = new RpcClient({ broker: endpoint, timeoutMs: 10_000 })
+    try {
+      await until(() => broker.stats().services['store']?.workers === 1, 5000, 'worker registered')
+      const call = client.service(Store).get({ key: 'k' })
+      await until(() => runs === 1, 2000, 'the first run')
+      await broker.close()
+      broker = await rebind(endpoint)
+      expect(await call).to.equal('value of k')
+      expect(runs).to.be.at.least(2) // it ran again after the restart: allowed, the method is idempotent
+    } finally {
+      await client.close()
+      await server.close({ timeoutMs: 10 })
       await broker.close()
     }
   })
