@@ -253,6 +253,11 @@ export class Dispatcher {
       }
       this.start(call)
     }
+    if (this.waitingHead === this.waiting.length) {
+      // Drained: drop the references to calls already taken, so their buffers can be collected.
+      this.waiting.length = 0
+      this.waitingHead = 0
+    }
     this.stats.queued = this.waiting.length - this.waitingHead
   }
 }
