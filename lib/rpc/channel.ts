@@ -132,8 +132,8 @@ export class Channel {
       this.stats.calls++
       this.stats.inFlight = this.pending.size
       const timer = setTimeout(() => {
-        // Tell the server to stop; it also sees the deadline itself, this only saves it work sooner.
-        this.sendCancel(service, id)
+        // No CANCEL: the server holds the same budget and aborts the handler itself, with the reason
+        // DEADLINE_EXCEEDED that its handler should see, at most one trip later.
         end()
         reject(new RpcError('DEADLINE_EXCEEDED', `deadline of ${remaining} ms exceeded calling ${service}.${method}`))
       }, remaining)
