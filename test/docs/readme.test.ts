@@ -11,15 +11,23 @@ const root = new URL('../../../', import.meta.url)
 describe('the README', function () {
   this.timeout(20_000)
 
-  it('shows the quick start exactly as examples/quickstart.ts, which runs and prints what it says', async () => {
-    const readme = await readFile(new URL('README.md', root), 'utf8')
-    const source = await readFile(new URL('examples/quickstart.ts', root), 'utf8')
-    const block = /## Quick start[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme)?.[1]
-    expect(block, 'a ```ts block under "## Quick start"').to.be.a('string')
-    expect(block).to.equal(source)
-    const { stdout } = await run(process.execPath, [new URL('dist/examples/quickstart.js', root).pathname], { timeout: 15_000 })
-    expect(stdout).to.equal('1 + 2 = 3\nslow call failed with DEADLINE_EXCEEDED\n')
-  })
+  // Every complete program in the README is a file in examples/, shown there byte for byte and run here.
+  const examples = [
+    { section: 'Quick start', file: 'quickstart', prints: '1 + 2 = 3\nslow call failed with DEADLINE_EXCEEDED\n' },
+    { section: 'Through a broker', file: 'broker', prints: '2 + 3 = 5\ncalc is served: true\n' },
+    { section: 'Typed topics (PUB/SUB)', file: 'topics', prints: 'AAPL 1 187\nlate joiner got 187 from the last-value cache\n' },
+  ]
+  for (const { section, file, prints } of examples) {
+    it(`shows "${section}" exactly as examples/${file}.ts, which runs and prints what it says`, async () => {
+      const readme = await readFile(new URL('README.md', root), 'utf8')
+      const source = await readFile(new URL(`examples/${file}.ts`, root), 'utf8')
+      const heading = section.replace(/[()]/g, '\\$&')
+      const block = new RegExp(`## ${heading}[\\s\\S]*?\`\`\`ts\\n([\\s\\S]*?)\`\`\``).exec(readme)?.[1]
+      expect(block, `a ts block under "## ${section}"`).to.equal(source)
+      const { stdout } = await run(process.execPath, [new URL(`dist/examples/${file}.js`, root).pathname], { timeout: 15_000 })
+      expect(stdout).to.equal(prints)
+    })
+  }
 
   it('works from plain JavaScript through the package name, as a user of the built package imports it', async () => {
     const script = `
