@@ -55,10 +55,12 @@ describe('closing', function () {
     expect(await rejection(client.service(Calc).add({ a: 1, b: 1 }))).to.have.property('code', 'CANCELLED')
   })
 
-  it('close() twice is harmless', async () => {
+  it('close() twice is harmless, and a closed client or server refuses new work with a clear code', async () => {
     await client.close()
     await client.close()
     await server.close()
     await server.close()
+    expect(await rejection(client.service(Calc).add({ a: 1, b: 1 }))).to.be.instanceOf(RpcError).with.property('code', 'CANCELLED')
+    expect(await rejection(server.bind('tcp://127.0.0.1:*'))).to.be.instanceOf(RpcError).with.property('code', 'UNAVAILABLE')
   })
 })
