@@ -4,8 +4,15 @@
  *
  * While a send is in flight, and for one event-loop turn after it, new messages wait. Then everything
  * that waited goes out as few messages as possible: bodies for the same peer are joined into one
- * frame, which is legal because a zrpc frame is a CBOR sequence of envelopes. Per-message cost in zeromq.js dominates
- * (one promise and one N-API crossing per send), so this is where throughput under load comes from.
+ * frame (up to `maxFrameBytes`), which is legal because a zrpc frame is a CBOR sequence of envelopes.
+ * Per-message cost in zeromq.js dominates (one promise and one N-API crossing per send), so this is
+ * where throughput under load comes from.
+ *
+ * Memory is bounded in bytes: what waits here is at most `maxQueuedBytes`. On a ROUTER that fails
+ * sends at once instead of waiting (`parkSlowPeers`), a message for a peer whose libzmq queue is full
+ * is parked for that peer, at most `maxParkedBytesPerPeer`, and retried shortly; past that the peer's
+ * oldest messages are dropped and counted. A peer that does not read loses its own messages and
+ * never blocks, or holds memory for, the others.
  *
  * Ownership: a body handed to {@link SendQueue.push} belongs to the queue; the caller must never
  * write to it again. zeromq.js does not copy frames over 128 bytes until its I/O thread sent them.
@@ -20,11 +27,20 @@ export interface FrameSink {
 export interface SendQueueOptions {
   /** Join queued bodies for the same peer into one frame (default true). */
   readonly coalesce?: boolean
-  /** Largest joined frame in bytes; a single larger body still goes out alone. */
+  /** Largest joined frame in bytes; a single larger body still goes out alone (default 64 KiB). */
   readonly maxFrameBytes?: number
-  /** Messages that may wait behind the pump; past this {@link SendQueue.push} refuses. */
+  /** Messages that may wait behind the pump; past this {@link SendQueue.push} refuses (default 100 000). */
   readonly maxQueued?: number
-  /** Called with errors from the socket other than its closing; the message is dropped. */
+  /** Bytes that may wait behind the pump, parked ones included; past this push refuses (default 64 MiB). */
+  readonly maxQueuedBytes?: number
+  /**
+   * The sink is a ROUTER that rejects a send at once (EAGAIN) when one peer's queue is full: park
+   * that peer's messages instead of dropping them, and drop (counted) those for vanished peers (EHOSTUNREACH).
+   */
+  readonly parkSlowPeers?: boolean
+  /** Bytes parked for one peer before its oldest are dropped (default 8 MiB). */
+  readonly maxParkedBytesPerPeer?: number
+  /** Called with errors from the socket other than its closing and the two above; the message is dropped. */
   readonly onError?: (err: unknown) => void
 }
 
@@ -36,65 +52,100 @@ interface Outgoing {
   readonly head?: readonly Buffer[] | undefined
 }
 
+interface Parked {
+  readonly to: Buffer
+  readonly messages: Outgoing[]
+  bytes: number
+}
+
+/** What a queue counts; exposed through the owner's stats. */
+export interface SendQueueCounters {
+  /** Messages handed to the socket, and frames that carried them (frames ≤ messages when coalescing). */
+  messages: number
+  frames: number
+  /** Messages refused or lost: queue full, socket closed or failed. */
+  dropped: number
+  /** Messages for a peer that was gone (a ROUTER cannot route them). */
+  unroutable: number
+  /** Messages dropped because their peer did not read and its parking space was full. */
+  slowPeerDrops: number
+  /** Bytes waiting now, parked ones included. */
+  queuedBytes: number
+}
+
+const DEFAULT_MAX_FRAME_BYTES = 64 * 1024
+const RETRY_PARKED_MS = 5
+
 export class SendQueue {
   private queue: Outgoing[] = []
+  private readonly parked = new Map<string, Parked>()
   private pumping = false
+  private retryTimer: NodeJS.Timeout | undefined
   private idleWaiters: Array<() => void> = []
   private readonly coalesce: boolean
   private readonly maxFrameBytes: number
   private readonly maxQueued: number
-  /** Messages handed to the socket, and frames that carried them (frames ≤ messages when coalescing). */
-  readonly counters = { messages: 0, frames: 0, dropped: 0 }
+  private readonly maxQueuedBytes: number
+  private readonly maxParkedBytesPerPeer: number
+  readonly counters: SendQueueCounters = { messages: 0, frames: 0, dropped: 0, unroutable: 0, slowPeerDrops: 0, queuedBytes: 0 }
 
   constructor(
     private readonly socket: FrameSink,
     private readonly options: SendQueueOptions = {},
   ) {
     this.coalesce = options.coalesce ?? true
-    this.maxFrameBytes = options.maxFrameBytes ?? 256 * 1024
+    this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
     this.maxQueued = options.maxQueued ?? 100_000
+    this.maxQueuedBytes = options.maxQueuedBytes ?? 64 * 1024 * 1024
+    this.maxParkedBytesPerPeer = options.maxParkedBytesPerPeer ?? 8 * 1024 * 1024
   }
 
-  /** Messages waiting, not counting the one in flight. */
+  /** Messages waiting, not counting the one in flight or parked ones. */
   get length(): number {
     return this.queue.length
   }
 
   /** Queues one body for `to` (a routing id) or for the socket's peer. False if the queue is full or the socket closed. */
   push(body: Buffer, to?: Buffer): boolean {
-    if (this.socket.closed || this.queue.length >= this.maxQueued) {
-      this.counters.dropped++
-      return false
-    }
-    this.queue.push({ to, body })
-    if (!this.pumping) {
-      this.pumping = true
-      void this.pump()
-    }
-    return true
+    return this.enqueue({ to, body })
   }
 
   /**
-   * Queues one body preceded by `head` frames (for example `['', 'MDPC01', service]`). Such a message
-   * always goes out alone: the envelope belongs to exactly one body.
+   * Queues one body preceded by `head` frames (for example `['', 'MDPC01', service]`), for `to` on a
+   * ROUTER. Such a message always goes out alone: the envelope belongs to exactly one body.
    */
-  pushWithHead(head: readonly Buffer[], body: Buffer): boolean {
-    if (this.socket.closed || this.queue.length >= this.maxQueued) {
+  pushWithHead(head: readonly Buffer[], body: Buffer, to?: Buffer): boolean {
+    return this.enqueue({ to, body, head })
+  }
+
+  /** Resolves once nothing is queued or in flight (parked messages for slow peers do not count). */
+  idle(): Promise<void> {
+    if (!this.pumping) return Promise.resolve()
+    return new Promise((resolve) => this.idleWaiters.push(resolve))
+  }
+
+  /** Forgets everything parked (the socket is closing). */
+  clear(): void {
+    clearTimeout(this.retryTimer)
+    for (const p of this.parked.values()) this.counters.dropped += p.messages.length
+    this.parked.clear()
+    this.counters.queuedBytes = this.queue.reduce((n, m) => n + size(m), 0)
+  }
+
+  private enqueue(message: Outgoing): boolean {
+    const bytes = size(message)
+    if (this.counters.queuedBytes + bytes > this.maxQueuedBytes) this.evictParked(this.counters.queuedBytes + bytes - this.maxQueuedBytes)
+    if (this.socket.closed || this.queue.length >= this.maxQueued || this.counters.queuedBytes + bytes > this.maxQueuedBytes) {
       this.counters.dropped++
       return false
     }
-    this.queue.push({ to: undefined, body, head })
+    this.counters.queuedBytes += bytes
+    this.queue.push(message)
     if (!this.pumping) {
       this.pumping = true
       void this.pump()
     }
     return true
-  }
-
-  /** Resolves once nothing is queued or in flight. */
-  idle(): Promise<void> {
-    if (!this.pumping) return Promise.resolve()
-    return new Promise((resolve) => this.idleWaiters.push(resolve))
   }
 
   private async pump(): Promise<void> {
@@ -102,9 +153,8 @@ export class SendQueue {
       while (this.queue.length > 0 && !this.socket.closed) {
         const batch = this.queue
         this.queue = []
-        for (const message of this.coalesce ? this.join(batch) : batch) {
-          await this.write(message)
-        }
+        for (const message of batch) this.counters.queuedBytes -= size(message)
+        for (const message of this.coalesce ? this.join(batch) : batch) await this.write(message)
         this.counters.messages += batch.length
         // A zeromq.js send below the high-water mark resolves at once, so waiting for it alone
         // gathers almost nothing. Waiting one event-loop turn lets every caller of this tick (all
@@ -114,22 +164,103 @@ export class SendQueue {
       }
     } finally {
       this.pumping = false
-      if (this.queue.length > 0) this.counters.dropped += this.queue.length
-      this.queue = []
+      if (this.queue.length > 0) {
+        this.counters.dropped += this.queue.length
+        for (const message of this.queue) this.counters.queuedBytes -= size(message)
+        this.queue = []
+      }
       for (const resolve of this.idleWaiters.splice(0)) resolve()
     }
   }
 
   private async write(message: Outgoing): Promise<void> {
+    const key = message.to === undefined ? undefined : message.to.toString('latin1')
+    // A peer with parked messages keeps its order: new ones wait behind them.
+    if (key !== undefined && this.parked.has(key)) return this.park(key, message)
     try {
-      const { to, body, head } = message
-      await this.socket.send(head !== undefined ? [...(to === undefined ? [] : [to]), ...head, body] : to === undefined ? body : [to, body])
+      await this.socket.send(frames(message))
       this.counters.frames++
     } catch (err) {
+      if (this.socket.closed) return void this.counters.dropped++
+      const code = (err as { code?: unknown }).code
+      if (this.options.parkSlowPeers === true && key !== undefined && code === 'EAGAIN') return this.park(key, message)
+      if (code === 'EHOSTUNREACH') return void this.counters.unroutable++
       this.counters.dropped++
-      // A socket closed under a pending send rejects it; that is shutdown, not a fault.
-      if (!this.socket.closed) this.options.onError?.(err)
+      this.options.onError?.(err)
     }
+  }
+
+  private park(key: string, message: Outgoing): void {
+    let parked = this.parked.get(key)
+    if (parked === undefined) {
+      parked = { to: message.to!, messages: [], bytes: 0 }
+      this.parked.set(key, parked)
+    }
+    const bytes = size(message)
+    parked.messages.push(message)
+    parked.bytes += bytes
+    this.counters.queuedBytes += bytes
+    while (parked.bytes > this.maxParkedBytesPerPeer && parked.messages.length > 1) this.dropOldest(key, parked)
+    this.retryTimer ??= setTimeout(() => void this.retryParked(), RETRY_PARKED_MS)
+  }
+
+  private dropOldest(key: string, parked: Parked): void {
+    const oldest = parked.messages.shift()!
+    parked.bytes -= size(oldest)
+    this.counters.queuedBytes -= size(oldest)
+    this.counters.slowPeerDrops++
+    if (parked.messages.length === 0) this.parked.delete(key)
+  }
+
+  /** Makes room for `bytes` by dropping parked messages, from the peer with the most parked first. */
+  private evictParked(bytes: number): void {
+    while (bytes > 0 && this.parked.size > 0) {
+      let worst: [string, Parked] | undefined
+      for (const entry of this.parked) if (worst === undefined || entry[1].bytes > worst[1].bytes) worst = entry
+      const before = this.counters.queuedBytes
+      this.dropOldest(worst![0], worst![1])
+      bytes -= before - this.counters.queuedBytes
+    }
+  }
+
+  /** Tries each slow peer's parked messages again, in order, until one is refused again. */
+  private async retryParked(): Promise<void> {
+    this.retryTimer = undefined
+    if (this.pumping) {
+      this.retryTimer = setTimeout(() => void this.retryParked(), RETRY_PARKED_MS)
+      return
+    }
+    this.pumping = true
+    try {
+      for (const [key, parked] of [...this.parked]) {
+        while (parked.messages.length > 0 && !this.socket.closed) {
+          const message = parked.messages[0]!
+          try {
+            await this.socket.send(frames(message))
+            this.counters.frames++
+            this.counters.messages++
+          } catch (err) {
+            const code = (err as { code?: unknown }).code
+            if (code === 'EAGAIN') break
+            if (code === 'EHOSTUNREACH') this.counters.unroutable++
+            else this.counters.dropped++
+          }
+          parked.messages.shift()
+          parked.bytes -= size(message)
+          this.counters.queuedBytes -= size(message)
+        }
+        if (parked.messages.length === 0) this.parked.delete(key)
+      }
+    } finally {
+      this.pumping = false
+    }
+    if (this.queue.length > 0) {
+      this.pumping = true
+      void this.pump()
+    } else {
+      for (const resolve of this.idleWaiters.splice(0)) resolve()
+    }
+    if (this.parked.size > 0 && !this.socket.closed) this.retryTimer ??= setTimeout(() => void this.retryParked(), RETRY_PARKED_MS)
   }
 
   /** Joins bodies per peer, keeping the order of each peer's messages. */
@@ -165,6 +296,18 @@ export class SendQueue {
     }
     return out
   }
+}
+
+function size(message: Outgoing): number {
+  let n = message.body.length
+  if (message.head !== undefined) for (const h of message.head) n += h.length
+  return n
+}
+
+function frames(message: Outgoing): Buffer | Buffer[] {
+  const { to, body, head } = message
+  if (head !== undefined) return [...(to === undefined ? [] : [to]), ...head, body]
+  return to === undefined ? body : [to, body]
 }
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
