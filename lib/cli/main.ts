@@ -32,7 +32,12 @@ then closes everything and exits. Takes no options.
 
   -h, --help  show this text`
 
-const COMMAND_USAGE: Readonly<Record<string, string>> = { demo: DEMO_USAGE, broker: BROKER_USAGE, proxy: PROXY_USAGE }
+// A Map, not an object literal, so `zrpc help toString` finds nothing instead of Object.prototype's.
+const COMMAND_USAGE: ReadonlyMap<string, string> = new Map([
+  ['demo', DEMO_USAGE],
+  ['broker', BROKER_USAGE],
+  ['proxy', PROXY_USAGE],
+])
 
 const isHelp = (arg: string | undefined): boolean => arg === '--help' || arg === '-h'
 
@@ -50,7 +55,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     case '-h': {
       const topic = command === 'help' ? rest[0] : undefined
       if (topic === undefined) return print(USAGE)
-      const usage = COMMAND_USAGE[topic]
+      const usage = COMMAND_USAGE.get(topic)
       return usage === undefined ? usageError(`zrpc: no help for ${JSON.stringify(topic)}\n${USAGE}`) : print(usage)
     }
     case '--version':

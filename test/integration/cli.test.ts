@@ -69,6 +69,7 @@ describe('the zrpc command line, run from bin/zrpc.js', function () {
       { args: ['frobnicate'], says: 'unknown command "frobnicate"' },
       { args: ['--frobnicate'], says: 'unknown option "--frobnicate"' },
       { args: ['help', 'frobnicate'], says: 'no help for "frobnicate"' },
+      { args: ['help', 'toString'], says: 'no help for "toString"' },
       { args: ['demo', 'now'], says: 'zrpc demo: unexpected argument "now"' },
       { args: ['broker', '--heartbeat', 'soon'], says: 'zrpc broker: --heartbeat must be a positive integer, got "soon"' },
       { args: ['broker', '--nope'], says: "zrpc broker: Unknown option '--nope'" },
