@@ -3,10 +3,12 @@
  * joining or leaving, until SIGINT or SIGTERM.
  */
 import { parseArgs } from 'node:util'
-import { Broker } from '../broker/broker.js'
 
 export const BROKER_USAGE = `usage: zrpc broker [--bind endpoint]... [--heartbeat ms] [--liveness n] [--max-queue n] [--request-expiry ms]
 
+Runs a broker in the foreground until SIGINT or SIGTERM, one line per worker joining or leaving.
+
+  -h, --help        show this text
   --bind            endpoint to bind (default tcp://127.0.0.1:5555); repeat for more
   --heartbeat       heartbeat interval in ms (default 2500); workers must use the same
   --liveness        missed heartbeats before a worker is dead (default 3)
@@ -15,18 +17,25 @@ export const BROKER_USAGE = `usage: zrpc broker [--bind endpoint]... [--heartbea
 
 /** What the broker command needs from its surroundings; tests pass their own. */
 export interface BrokerCliIo {
+  /** What the broker reports while it runs, and the usage asked for with --help (stdout). */
   readonly print: (line: string) => void
+  /** Usage and bind errors (stderr), so a script reading stdout never mistakes them for output. */
+  readonly error: (line: string) => void
   /** Resolves when the broker should stop (default: SIGINT or SIGTERM). */
   readonly stopped: Promise<string>
 }
 
-/** Runs `zrpc broker` with its arguments; resolves with the exit code once shut down. */
+/**
+ * Runs `zrpc broker` with its arguments; resolves with the exit code once shut down: 0 after a
+ * signal or `--help`, 1 if it cannot bind, 2 for bad arguments.
+ */
 export async function runBroker(argv: readonly string[], io: BrokerCliIo = processIo()): Promise<number> {
   let values
   try {
     ;({ values } = parseArgs({
       args: [...argv],
       options: {
+        help: { type: 'boolean', short: 'h' },
         bind: { type: 'string', multiple: true },
         heartbeat: { type: 'string' },
         liveness: { type: 'string' },
@@ -36,8 +45,12 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
       strict: true,
     }))
   } catch (err) {
-    io.print(`zrpc broker: ${(err as Error).message}\n${BROKER_USAGE}`)
+    io.error(`zrpc broker: ${(err as Error).message}\n${BROKER_USAGE}`)
     return 2
+  }
+  if (values.help === true) {
+    io.print(BROKER_USAGE)
+    return 0
   }
   const numbers: Record<string, number | undefined> = {}
   for (const name of ['heartbeat', 'liveness', 'max-queue', 'request-expiry'] as const) {
@@ -45,11 +58,14 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
     if (text === undefined) continue
     const n = Number(text)
     if (!(Number.isInteger(n) && n >= (name === 'request-expiry' ? 0 : 1))) {
-      io.print(`zrpc broker: --${name} must be a ${name === 'request-expiry' ? 'non-negative' : 'positive'} integer, got ${JSON.stringify(text)}`)
+      io.error(`zrpc broker: --${name} must be a ${name === 'request-expiry' ? 'non-negative' : 'positive'} integer, got ${JSON.stringify(text)}`)
       return 2
     }
     numbers[name] = n
   }
+  // Loaded only now: the broker brings in the RPC server and its TypeBox compiler, a quarter second
+  // of start-up that --help and a mistyped option should not wait for.
+  const { Broker } = await import('../broker/broker.js')
   const broker = new Broker({
     ...(numbers['heartbeat'] !== undefined && { heartbeatMs: numbers['heartbeat'] }),
     ...(numbers['liveness'] !== undefined && { liveness: numbers['liveness'] }),
@@ -65,7 +81,7 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
     io.print(`broker listening on ${endpoints.join(', ')}`)
   } catch (err) {
     await broker.close()
-    io.print(`zrpc broker: cannot bind: ${(err as Error).message}`)
+    io.error(`zrpc broker: cannot bind: ${(err as Error).message}`)
     return 1
   }
   const signal = await io.stopped
@@ -78,6 +94,7 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
 function processIo(): BrokerCliIo {
   return {
     print: (line) => process.stdout.write(`${line}\n`),
+    error: (line) => process.stderr.write(`${line}\n`),
     stopped: new Promise((resolve) => {
       const stop = (signal: NodeJS.Signals): void => {
         process.off('SIGINT', stop)

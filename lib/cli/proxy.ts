@@ -2,26 +2,45 @@
  * `zrpc proxy --xsub <endpoint> --xpub <endpoint>`: an XSUB/XPUB proxy in the foreground, so
  * publishers and subscribers meet at two well-known endpoints. Stops cleanly on SIGINT or SIGTERM.
  */
+import { parseArgs } from 'node:util'
 import { PubSubProxy } from '../../patterns/pubsub.js'
 
-export const PROXY_USAGE = 'usage: zrpc proxy --xsub <endpoint for publishers> --xpub <endpoint for subscribers>'
+export const PROXY_USAGE = `usage: zrpc proxy --xsub <endpoint> --xpub <endpoint>
 
-/** Parses `--xsub` and `--xpub`; a string is the complaint. */
-export function parseProxyArgs(argv: readonly string[]): { xsub: string; xpub: string } | string {
-  const found: Record<string, string> = {}
-  for (let i = 0; i < argv.length; i += 2) {
-    const flag = argv[i]
-    const value = argv[i + 1]
-    if ((flag !== '--xsub' && flag !== '--xpub') || value === undefined || value.startsWith('--')) return `bad arguments: ${argv.join(' ')}`
-    found[flag.slice(2)] = value
+Runs a PUB/SUB proxy in the foreground until SIGINT or SIGTERM.
+
+  -h, --help  show this text
+  --xsub      endpoint to bind for publishers, e.g. tcp://127.0.0.1:5556
+  --xpub      endpoint to bind for subscribers, e.g. tcp://127.0.0.1:5557`
+
+/** What the proxy needs to run; `{ help: true }` when usage was asked for. */
+export type ProxyArgs = { readonly xsub: string; readonly xpub: string } | { readonly help: true }
+
+/**
+ * Parses `--xsub` and `--xpub` (either `--xsub a` or `--xsub=a`) and `-h`/`--help`; a string is
+ * the complaint, so the caller decides where it goes.
+ * @example parseProxyArgs(['--xsub', 'tcp://127.0.0.1:5556', '--xpub', 'tcp://127.0.0.1:5557'])
+ */
+export function parseProxyArgs(argv: readonly string[]): ProxyArgs | string {
+  let values
+  try {
+    ;({ values } = parseArgs({
+      args: [...argv],
+      options: { help: { type: 'boolean', short: 'h' }, xsub: { type: 'string' }, xpub: { type: 'string' } },
+      strict: true,
+    }))
+  } catch (err) {
+    return (err as Error).message
   }
-  const { xsub, xpub } = found
+  if (values.help === true) return { help: true }
+  const { xsub, xpub } = values
   if (xsub === undefined || xpub === undefined) return 'both --xsub and --xpub are required'
   return { xsub, xpub }
 }
 
 /**
- * Runs the proxy until `stop` aborts (the CLI aborts it on SIGINT/SIGTERM); returns the exit code.
+ * Runs the proxy until `stop` aborts (the CLI aborts it on SIGINT/SIGTERM); returns the exit code:
+ * 0 after a stop or `--help`, 1 if it cannot bind, 2 for bad arguments (complaints go to stderr).
  * Verbose upstream: every subscribe reaches the publishers, so their last-value caches answer each
  * late joiner.
  */
@@ -31,9 +50,22 @@ export async function runProxy(argv: readonly string[], stop: AbortSignal, print
     process.stderr.write(`zrpc proxy: ${args}\n${PROXY_USAGE}\n`)
     return 2
   }
+  if ('help' in args) {
+    print(PROXY_USAGE)
+    return 0
+  }
   const proxy = new PubSubProxy({ verbose: true })
+  let endpoints
   try {
-    const { frontend, backend } = await proxy.bind(args.xsub, args.xpub)
+    endpoints = await proxy.bind(args.xsub, args.xpub)
+  } catch (err) {
+    // A busy port or a bad endpoint is the user's to fix: one line on stderr, no stack trace.
+    await proxy.close()
+    process.stderr.write(`zrpc proxy: cannot bind: ${(err as Error).message}\n`)
+    return 1
+  }
+  try {
+    const { frontend, backend } = endpoints
     print(`proxy: publishers connect to ${frontend}`)
     print(`proxy: subscribers connect to ${backend}`)
     if (!stop.aborted) await new Promise((resolve) => stop.addEventListener('abort', resolve, { once: true }))

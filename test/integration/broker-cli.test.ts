@@ -38,11 +38,13 @@ describe('zrpc broker (CLI)', function () {
     expect(out).to.not.include('zrpc.broker')
   })
 
-  it('refuses bad options with exit code 2', async () => {
-    const lines: string[] = []
-    const io = { print: (l: string) => lines.push(l), stopped: new Promise<string>(() => undefined) }
+  it('refuses bad options with exit code 2, on the error writer, not the output', async () => {
+    const printed: string[] = []
+    const errors: string[] = []
+    const io = { print: (l: string) => printed.push(l), error: (l: string) => errors.push(l), stopped: new Promise<string>(() => undefined) }
     expect(await runBroker(['--heartbeat', 'soon'], io)).to.equal(2)
     expect(await runBroker(['--nope'], io)).to.equal(2)
-    expect(lines.join('\n')).to.include('--heartbeat must be a positive integer')
+    expect(errors.join('\n')).to.include('--heartbeat must be a positive integer').and.include("'--nope'")
+    expect(printed).to.deep.equal([])
   })
 })
