@@ -149,8 +149,9 @@ export function scanCbor(buf: Uint8Array, limits: CborLimits = DEFAULT_CBOR_LIMI
         const items = major === 5 ? arg * 2 : arg
         // Every item takes at least one byte: a larger count is a lie, refuse before allocating.
         if (items > n - pos) return new CborProfileError(`container of ${arg} entries exceeds the ${n - pos} bytes left`, start)
+        // The container itself sits at depth + 1, whether or not it holds anything.
+        if (depth + 1 > limits.maxDepth) return new CborProfileError(`nesting deeper than ${limits.maxDepth}`, start)
         if (items > 0) {
-          if (depth + 1 >= limits.maxDepth) return new CborProfileError(`nesting deeper than ${limits.maxDepth}`, start)
           depth++
           pending[depth] = items
           isMap[depth] = major === 5

@@ -71,6 +71,10 @@ describe('CBOR profile: scanning bytes from a peer', () => {
     const limits = { ...DEFAULT_CBOR_LIMITS, maxDepth: 8 }
     expect(scanCbor(encodeCbor(nest(8)), limits)).to.be.an('array')
     rejects(encodeCbor(nest(9)) as Buffer, /nesting deeper than 8/, limits)
+    // The limit counts levels, full or empty: 8 levels around a scalar fit, 9 do not.
+    expect(scanCbor(Buffer.concat([Buffer.alloc(8, 0x81), hex('00')]), limits)).to.deep.equal([9])
+    rejects(Buffer.concat([Buffer.alloc(9, 0x81), hex('00')]), /nesting deeper than 8/, limits)
+    rejects(Buffer.concat([Buffer.alloc(8, 0x81), hex('a0')]), /nesting deeper than 8/, limits)
     // 100 000 nested arrays: must not recurse or throw a RangeError.
     rejects(Buffer.alloc(100_000, 0x81), /nesting/)
   })
