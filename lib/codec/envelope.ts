@@ -181,7 +181,12 @@ function isMetadata(v: unknown): v is Metadata | null {
 
 const malformed = (id: number | undefined, code: StatusCode, reason: string): Malformed => ({ kind: 'malformed', id, code, reason })
 
-/** Checks one decoded item against the envelope shapes. */
+/**
+ * Checks one decoded item against the envelope shapes.
+ *
+ * Items past the ones a kind defines are ignored: minor versions of zrpc/1 may append items, and an
+ * older receiver must still read the envelope (docs/protocol.md, section 2).
+ */
 export function toEnvelope(item: unknown): Envelope | Malformed {
   if (!Array.isArray(item) || item.length < 3) return malformed(undefined, 'INVALID_ARGUMENT', 'envelope is not an array of 3 or more items')
   const [version, kind, id] = item as unknown[]
@@ -194,7 +199,7 @@ export function toEnvelope(item: unknown): Envelope | Malformed {
     case Kind.Request: {
       const [, , , service, method, rawTimeout, metadata, params] = item as unknown[]
       const timeoutMs = asUint(rawTimeout)
-      if (item.length !== 8) return malformed(knownId, 'INVALID_ARGUMENT', 'request envelope must have 8 items')
+      if (item.length < 8) return malformed(knownId, 'INVALID_ARGUMENT', 'request envelope must have at least 8 items')
       if (typeof service !== 'string' || typeof method !== 'string') return malformed(knownId, 'INVALID_ARGUMENT', 'service and method must be text')
       if (timeoutMs === undefined) return malformed(knownId, 'INVALID_ARGUMENT', 'timeoutMs must be an unsigned integer')
       if (!isMetadata(metadata)) return malformed(knownId, 'INVALID_ARGUMENT', 'metadata must be a map of text to text, or null')
@@ -203,18 +208,17 @@ export function toEnvelope(item: unknown): Envelope | Malformed {
     }
     case Kind.Reply: {
       const result = item[3] as unknown
-      if (item.length !== 4 || !isBytes(result)) return malformed(knownId, 'INTERNAL', 'reply envelope must be [1, 1, id, bytes]')
+      if (!isBytes(result)) return malformed(knownId, 'INTERNAL', 'reply envelope must be [1, 1, id, bytes, ...]')
       return { kind: Kind.Reply, id: knownId, result }
     }
     case Kind.Error: {
       const [, , , code, message, details] = item as unknown[]
-      if (item.length !== 6 || typeof message !== 'string') return malformed(knownId, 'INTERNAL', 'error envelope must be [1, 2, id, code, message, details]')
+      if (item.length < 6 || typeof message !== 'string') return malformed(knownId, 'INTERNAL', 'error envelope must be [1, 2, id, code, message, details, ...]')
       // An unknown code from a newer peer still ends the call, as UNKNOWN.
       if (!isStatusCode(code)) return { kind: Kind.Error, id: knownId, code: 'UNKNOWN', message: `${String(code)}: ${message}`, details }
       return { kind: Kind.Error, id: knownId, code, message, details }
     }
     case Kind.Cancel:
-      if (item.length !== 3) return malformed(knownId, 'INVALID_ARGUMENT', 'cancel envelope must be [1, 3, id]')
       return { kind: Kind.Cancel, id: knownId }
     default:
       return malformed(knownId, 'UNIMPLEMENTED', `unknown message kind ${String(kind)}`)

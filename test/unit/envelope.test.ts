@@ -57,6 +57,18 @@ describe('zrpc/1 envelopes built by hand from the spec', () => {
     ])
   })
 
+  it('ignores items a later minor version appends to REQUEST, REPLY, ERROR and CANCEL', () => {
+    // [1, 0, 7, "calc", "add", 1000, null, h'a0', "extra", {"x": 1}]
+    const request = parseFrame(hex('8a 01 00 07 64 63616c63 63 616464 19 03e8 f6 41 a0 65 6578747261 a1 6178 01'))
+    expect(request).to.have.length(1)
+    expect(request[0]).to.deep.include({ kind: Kind.Request, id: 7, service: 'calc', method: 'add', timeoutMs: 1000, metadata: null })
+    expect(parseFrame(hex('85 01 01 07 41 03 f5'))).to.deep.equal([{ kind: Kind.Reply, id: 7, result: hex('03') }])
+    expect(parseFrame(hex('87 01 02 07 69 4e4f545f464f554e44 64 6e6f7065 f6 80'))).to.deep.equal([
+      { kind: Kind.Error, id: 7, code: 'NOT_FOUND', message: 'nope', details: null },
+    ])
+    expect(parseFrame(hex('84 01 03 07 00'))).to.deep.equal([{ kind: Kind.Cancel, id: 7 }])
+  })
+
   it('maps an error code it does not know to UNKNOWN, keeping the text', () => {
     const [env] = parseFrame(hex('86 01 02 01 63 464f4f 62 6869 f6'))
     expect(env).to.deep.include({ kind: Kind.Error, code: 'UNKNOWN', message: 'FOO: hi' })
