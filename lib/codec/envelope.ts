@@ -192,7 +192,7 @@ export function toEnvelope(item: unknown): Envelope | Malformed {
   const [version, kind, id] = item as unknown[]
   const knownId = asUint(id)
   if (version !== PROTOCOL_VERSION) {
-    return malformed(knownId, 'FAILED_PRECONDITION', `unsupported protocol version ${String(version)}, this peer speaks ${PROTOCOL_VERSION}`)
+    return malformed(knownId, 'FAILED_PRECONDITION', `unsupported protocol version ${describe(version)}, this peer speaks ${PROTOCOL_VERSION}`)
   }
   if (knownId === undefined) return malformed(undefined, 'INVALID_ARGUMENT', 'envelope id is not an unsigned integer')
   switch (kind) {
@@ -211,18 +211,49 @@ export function toEnvelope(item: unknown): Envelope | Malformed {
       if (!isBytes(result)) return malformed(knownId, 'INTERNAL', 'reply envelope must be [1, 1, id, bytes, ...]')
       return { kind: Kind.Reply, id: knownId, result }
     }
-    case Kind.Error: {
-      const [, , , code, message, details] = item as unknown[]
-      if (item.length < 6 || typeof message !== 'string') return malformed(knownId, 'INTERNAL', 'error envelope must be [1, 2, id, code, message, details, ...]')
-      // An unknown code from a newer peer still ends the call, as UNKNOWN.
-      if (!isStatusCode(code)) return { kind: Kind.Error, id: knownId, code: 'UNKNOWN', message: `${String(code)}: ${message}`, details }
-      return { kind: Kind.Error, id: knownId, code, message, details }
-    }
+    case Kind.Error:
+      return toError(knownId, item)
     case Kind.Cancel:
       return { kind: Kind.Cancel, id: knownId }
     default:
-      return malformed(knownId, 'UNIMPLEMENTED', `unknown message kind ${String(kind)}`)
+      return malformed(knownId, 'UNIMPLEMENTED', `unknown message kind ${describe(kind)}`)
   }
+}
+
+/**
+ * An ERROR with a readable id always ends its call: a code this peer does not know (a newer peer's),
+ * or a code or message that is not text, or missing items, become `UNKNOWN` with a short message
+ * saying what arrived, never the raw value (a hostile peer could send an array of thousands of items).
+ */
+function toError(id: number, item: unknown[]): ErrorEnvelope {
+  const [, , , code, message] = item
+  const details = item.length > 5 ? item[5] : null
+  if (isStatusCode(code) && typeof message === 'string') return { kind: Kind.Error, id, code, message, details }
+  const codeText = typeof code === 'string' ? capText(code) : `(code ${describe(code)})`
+  const messageText = typeof message === 'string' ? capText(message) : `(message ${describe(message)})`
+  return { kind: Kind.Error, id, code: 'UNKNOWN', message: `${codeText}: ${messageText}`, details }
+}
+
+/** Most characters of a peer's text copied into a message we compose. */
+export const MAX_PEER_TEXT = 256
+
+/** A peer's text, cut to {@link MAX_PEER_TEXT} characters without splitting a surrogate pair. */
+function capText(text: string): string {
+  if (text.length <= MAX_PEER_TEXT) return text
+  const last = text.charCodeAt(MAX_PEER_TEXT - 1)
+  const highSurrogate = last >= 0xd800 && last <= 0xdbff
+  return `${text.slice(0, highSurrogate ? MAX_PEER_TEXT - 1 : MAX_PEER_TEXT)}…`
+}
+
+/** A short description of a value from a peer, bounded whatever its size, for error messages. */
+function describe(v: unknown): string {
+  if (typeof v === 'string') return `text "${capText(v)}"`
+  // CBOR integers are at most 64 bits (bignum tags are refused), so these stay short.
+  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v)
+  if (v === null || v === undefined) return String(v)
+  if (v instanceof Uint8Array) return `a byte string of ${v.length} bytes`
+  if (Array.isArray(v)) return `an array of ${v.length} item${v.length === 1 ? '' : 's'}`
+  return 'a map'
 }
 
 /**

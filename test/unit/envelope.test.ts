@@ -90,6 +90,26 @@ describe('envelopes a peer gets wrong', () => {
     expect(one(hex('83 01 0f 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED' })
   })
 
+  it('an ERROR whose code or message is not text, or that lacks items, still ends its call: UNKNOWN with a short message', () => {
+    const error = (code: unknown, message: unknown, ...rest: unknown[]): ReturnType<typeof one> => one(encodeCbor([1, 2, 7, code, message, ...rest]))
+    expect(error(5, 'boom', null)).to.deep.equal({ kind: Kind.Error, id: 7, code: 'UNKNOWN', message: '(code 5): boom', details: null })
+    expect(error({ a: 1 }, 'boom', { why: 1 })).to.deep.equal({ kind: Kind.Error, id: 7, code: 'UNKNOWN', message: '(code a map): boom', details: { why: 1 } })
+    expect(error(null, null, null)).to.deep.include({ kind: Kind.Error, id: 7, code: 'UNKNOWN', message: '(code null): (message null)' })
+    expect(error('NOT_FOUND', ['x'], null)).to.deep.include({ kind: Kind.Error, id: 7, code: 'UNKNOWN', message: 'NOT_FOUND: (message an array of 1 item)' })
+    // No details, then no message, then no code: the id is enough to end the call.
+    expect(one(encodeCbor([1, 2, 7, 'NOT_FOUND', 'nope']))).to.deep.equal({ kind: Kind.Error, id: 7, code: 'NOT_FOUND', message: 'nope', details: null })
+    expect(one(encodeCbor([1, 2, 7, 'NOT_FOUND']))).to.deep.include({ kind: Kind.Error, id: 7, code: 'UNKNOWN' })
+    expect(one(encodeCbor([1, 2, 7]))).to.deep.include({ kind: Kind.Error, id: 7, code: 'UNKNOWN' })
+    // A huge value is described, never copied.
+    const huge = one(encodeCbor([1, 2, 7, Array.from({ length: 3000 }, (_, i) => `item ${i}`), 'x'.repeat(100_000), null]))
+    expect(huge).to.deep.include({ kind: Kind.Error, id: 7, code: 'UNKNOWN' })
+    expect((huge as { message: string }).message).to.match(/^\(code an array of 3000 items\): x{256}…$/)
+    const longCode = one(encodeCbor([1, 2, 7, 'Y'.repeat(100_000), 'hi', null]))
+    expect((longCode as { message: string }).message).to.equal(`${'Y'.repeat(256)}…: hi`)
+    // Only an unreadable id leaves it Malformed.
+    expect(one(encodeCbor([1, 2, 'seven', 5, 'boom', null]))).to.deep.include({ kind: 'malformed', id: undefined })
+  })
+
   it('a request with a wrong field type: INVALID_ARGUMENT with the id', () => {
     // timeoutMs is text
     expect(one(hex('88 01 00 07 64 63616c63 63 616464 61 31 f6 40'))).to.deep.include({ kind: 'malformed', id: 7, code: 'INVALID_ARGUMENT' })
