@@ -62,12 +62,26 @@ export type Envelope = RequestEnvelope | ReplyEnvelope | ErrorEnvelope | CancelE
 /**
  * An envelope that could not be accepted. `id` is set when the envelope was readable far enough to
  * answer it with an error; `code` is the status that answer should carry.
+ *
+ * @example
+ * ```ts
+ * if (env.kind === 'malformed') {
+ *   if (env.unknownKind !== undefined) stats.unknownKinds++ // a client ignores kinds it does not know
+ *   else if (env.id !== undefined) answer(encodeError(env.id, env.code, env.reason))
+ * }
+ * ```
  */
 export interface Malformed {
   readonly kind: 'malformed'
   readonly id: number | undefined
   readonly code: StatusCode
   readonly reason: string
+  /**
+   * The kind number, set only when the envelope is version 1 with a readable id and an unsigned-integer
+   * kind this peer does not know (4..15 are reserved for later minor versions). A server answers it
+   * with `code` (`UNIMPLEMENTED`); a client ignores and counts it, and must not end the call for it.
+   */
+  readonly unknownKind?: number
 }
 
 /** Largest id a peer may use: ids must stay exact in a JavaScript number. */
@@ -215,8 +229,11 @@ export function toEnvelope(item: unknown): Envelope | Malformed {
       return toError(knownId, item)
     case Kind.Cancel:
       return { kind: Kind.Cancel, id: knownId }
-    default:
-      return malformed(knownId, 'UNIMPLEMENTED', `unknown message kind ${describe(kind)}`)
+    default: {
+      const reason = `unknown message kind ${describe(kind)}`
+      const unknownKind = asUint(kind)
+      return unknownKind === undefined ? malformed(knownId, 'UNIMPLEMENTED', reason) : { ...malformed(knownId, 'UNIMPLEMENTED', reason), unknownKind }
+    }
   }
 }
 

@@ -90,6 +90,18 @@ describe('envelopes a peer gets wrong', () => {
     expect(one(hex('83 01 0f 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED' })
   })
 
+  it('an unknown message kind is marked unknownKind, so a client can ignore it instead of ending the call', () => {
+    expect(one(hex('83 01 04 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 4 })
+    expect(one(hex('85 01 0f 05 a0 40'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 15 })
+    expect(one(hex('83 01 18 64 05'))).to.deep.include({ id: 5, unknownKind: 100 })
+    // Not an unknown kind: a kind that is not an unsigned integer, another version, no readable id.
+    expect(one(hex('83 01 61 78 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED' }).and.not.to.have.property('unknownKind')
+    expect(one(hex('83 02 04 05'))).to.deep.include({ code: 'FAILED_PRECONDITION' }).and.not.to.have.property('unknownKind')
+    expect(one(hex('83 01 04 20'))).to.deep.include({ id: undefined }).and.not.to.have.property('unknownKind')
+    // Known kinds that are malformed are not unknown kinds either.
+    expect(one(hex('84 01 01 05 00'))).not.to.have.property('unknownKind')
+  })
+
   it('an ERROR whose code or message is not text, or that lacks items, still ends its call: UNKNOWN with a short message', () => {
     const error = (code: unknown, message: unknown, ...rest: unknown[]): ReturnType<typeof one> => one(encodeCbor([1, 2, 7, code, message, ...rest]))
     expect(error(5, 'boom', null)).to.deep.equal({ kind: Kind.Error, id: 7, code: 'UNKNOWN', message: '(code 5): boom', details: null })
