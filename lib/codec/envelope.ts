@@ -17,6 +17,10 @@
  */
 import { isStatusCode, type StatusCode } from '../errors.js'
 import { CborProfileError, DEFAULT_CBOR_LIMITS, decodeChecked, encodeCbor, scanCbor, type CborLimits } from './cbor.js'
+import { headSize, writeHead, writeText } from './envelope-heads.js'
+import { capText, describe } from './envelope-text.js'
+
+export { MAX_PEER_TEXT } from './envelope-text.js'
 
 export const PROTOCOL_VERSION = 1
 
@@ -87,9 +91,8 @@ export interface Malformed {
 /** Largest id a peer may use: ids must stay exact in a JavaScript number. */
 export const MAX_ID = Number.MAX_SAFE_INTEGER
 
-// REQUEST (without metadata) and REPLY are written by hand: two of the four encodes of every call,
-// with a fixed layout; this measured 1.5-3x faster than cbor-x for them. The bytes are the ones cbor-x
-// writes (tests check both). Reading stays with cbor-x: a hand reader measured slower than its decoder.
+// REQUEST (without metadata) and REPLY are written by hand (envelope-heads.ts): the bytes are the ones
+// cbor-x writes (tests check both).
 
 export function encodeRequest(
   id: number,
@@ -126,48 +129,6 @@ export function encodeReply(id: number, result: Uint8Array): Buffer {
   const pos = writeHead(out, writeHead(out, 3, 0, id), 2, result.length)
   out.set(result, pos)
   return out
-}
-
-// Service and method names are short and nearly always ASCII: a plain loop avoids a native call.
-function writeText(out: Buffer, pos: number, text: string, bytes: number): number {
-  if (bytes === text.length && bytes <= 32) {
-    for (let i = 0; i < bytes; i++) out[pos + i] = text.charCodeAt(i)
-    return pos + bytes
-  }
-  return pos + out.write(text, pos, 'utf8')
-}
-
-/** Bytes of a CBOR head carrying `n`. */
-function headSize(n: number): number {
-  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9
-}
-
-/** Writes the shortest CBOR head of major type `major` carrying `n`; returns the next position. */
-function writeHead(out: Buffer, pos: number, major: number, n: number): number {
-  const type = major << 5
-  if (n < 24) {
-    out[pos] = type | n
-    return pos + 1
-  }
-  if (n < 0x100) {
-    out[pos] = type | 24
-    out[pos + 1] = n
-    return pos + 2
-  }
-  if (n < 0x10000) {
-    out[pos] = type | 25
-    out.writeUInt16BE(n, pos + 1)
-    return pos + 3
-  }
-  if (n < 0x100000000) {
-    out[pos] = type | 26
-    out.writeUInt32BE(n, pos + 1)
-    return pos + 5
-  }
-  out[pos] = type | 27
-  out.writeUInt32BE(Math.floor(n / 0x100000000), pos + 1)
-  out.writeUInt32BE(n >>> 0, pos + 5)
-  return pos + 9
 }
 
 export function encodeError(id: number, code: StatusCode, message: string, details?: unknown): Buffer {
@@ -249,28 +210,6 @@ function toError(id: number, item: unknown[]): ErrorEnvelope {
   const codeText = typeof code === 'string' ? capText(code) : `(code ${describe(code)})`
   const messageText = typeof message === 'string' ? capText(message) : `(message ${describe(message)})`
   return { kind: Kind.Error, id, code: 'UNKNOWN', message: `${codeText}: ${messageText}`, details }
-}
-
-/** Most characters of a peer's text copied into a message we compose. */
-export const MAX_PEER_TEXT = 256
-
-/** A peer's text, cut to {@link MAX_PEER_TEXT} characters without splitting a surrogate pair. */
-function capText(text: string): string {
-  if (text.length <= MAX_PEER_TEXT) return text
-  const last = text.charCodeAt(MAX_PEER_TEXT - 1)
-  const highSurrogate = last >= 0xd800 && last <= 0xdbff
-  return `${text.slice(0, highSurrogate ? MAX_PEER_TEXT - 1 : MAX_PEER_TEXT)}…`
-}
-
-/** A short description of a value from a peer, bounded whatever its size, for error messages. */
-function describe(v: unknown): string {
-  if (typeof v === 'string') return `text "${capText(v)}"`
-  // CBOR integers are at most 64 bits (bignum tags are refused), so these stay short.
-  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v)
-  if (v === null || v === undefined) return String(v)
-  if (v instanceof Uint8Array) return `a byte string of ${v.length} bytes`
-  if (Array.isArray(v)) return `an array of ${v.length} item${v.length === 1 ? '' : 's'}`
-  return 'a map'
 }
 
 /**
