@@ -1,0 +1,76 @@
+/**
+ * The protocol's size limits for envelopes: what every zrpc/1 peer writes within and accepts,
+ * whatever its own configuration. docs/protocol.md states each one and what a receiver does
+ * past it.
+ *
+ * ```
+ *   frame      [ envelope ][ envelope ] ...
+ *   envelope   [1, 0, id, service, method, timeoutMs, metadata, params]
+ *               `------------ at most ENVELOPE_LIMITS.maxItems data items ------------'
+ *                                                  `-- at most 64 entries, 8 KiB of text
+ *   params / result: one byte string (one item here), with its own payload limits (cbor.ts)
+ * ```
+ */
+import type { CborLimits } from './cbor.js'
+
+/** Limits on one envelope, apart from the payload bytes it carries. */
+export interface EnvelopeLimits {
+  /**
+   * Data items in one envelope (every CBOR head, as `CborLimits.maxItems`); a params or result byte
+   * string is one item, whatever it holds.
+   */
+  readonly maxItems: number
+  /** Entries in a REQUEST's metadata. */
+  readonly maxMetadataEntries: number
+  /** UTF-8 bytes of a REQUEST's metadata keys and values together. */
+  readonly maxMetadataTextBytes: number
+}
+
+/**
+ * The envelope limits of zrpc/1. An envelope is a header around payload bytes: a few items, plus the
+ * details of an ERROR (validation issues: up to 20 of a few items each). 4096 items take at most
+ * about 2 ms to decode at the costliest rate measured for cbor-x (300-500 ns an item). Metadata is
+ * bounded like gRPC's 8 KiB header limit, since every hop copies it.
+ *
+ * @example
+ * ```ts
+ * const limits = { ...DEFAULT_CBOR_LIMITS, maxItems: ENVELOPE_LIMITS.maxItems }
+ * ```
+ */
+export const ENVELOPE_LIMITS: EnvelopeLimits = {
+  maxItems: 4096,
+  maxMetadataEntries: 64,
+  maxMetadataTextBytes: 8 * 1024,
+}
+
+/** The CBOR limits for scanning a frame of envelopes: the caller's, with the item limit no looser than the envelope's. */
+export function envelopeCborLimits(limits: CborLimits): CborLimits {
+  const maxItems = Math.min(limits.maxItems ?? ENVELOPE_LIMITS.maxItems, ENVELOPE_LIMITS.maxItems)
+  return { ...limits, maxItems }
+}
+
+/**
+ * Why metadata would be refused by a receiver, or undefined when it is acceptable: it must be null or
+ * a map of text to text within {@link ENVELOPE_LIMITS} (64 entries, 8 KiB of text). A receiver
+ * answers a REQUEST with other metadata `INVALID_ARGUMENT`; a sender can check before sending.
+ *
+ * @example
+ * ```ts
+ * const problem = checkMetadata(options.metadata ?? null)
+ * if (problem !== undefined) throw new RpcError('INVALID_ARGUMENT', problem)
+ * ```
+ */
+export function checkMetadata(metadata: unknown): string | undefined {
+  const mistyped = 'metadata must be a map of text to text, or null'
+  if (metadata === null) return undefined
+  if (typeof metadata !== 'object' || Array.isArray(metadata) || metadata instanceof Uint8Array) return mistyped
+  const entries = Object.entries(metadata)
+  if (entries.length > ENVELOPE_LIMITS.maxMetadataEntries) return `metadata has ${entries.length} entries, more than ${ENVELOPE_LIMITS.maxMetadataEntries}`
+  let textBytes = 0
+  for (const [key, value] of entries) {
+    if (typeof value !== 'string') return mistyped
+    textBytes += Buffer.byteLength(key) + Buffer.byteLength(value)
+  }
+  if (textBytes > ENVELOPE_LIMITS.maxMetadataTextBytes) return `metadata holds ${textBytes} bytes of text, more than ${ENVELOPE_LIMITS.maxMetadataTextBytes}`
+  return undefined
+}
