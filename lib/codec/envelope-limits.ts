@@ -1,10 +1,10 @@
 /**
- * The protocol's size limits for envelopes: what every zrpc/1 peer writes within and accepts,
- * whatever its own configuration. docs/protocol.md states each one and what a receiver does
+ * The protocol's size limits for envelopes and frames: what every zrpc/1 peer writes within and
+ * accepts, whatever its own configuration. docs/protocol.md states each one and what a receiver does
  * past it.
  *
  * ```
- *   frame      [ envelope ][ envelope ] ...
+ *   frame      [ envelope ][ envelope ] ...        joined only up to MAX_JOINED_FRAME_BYTES
  *   envelope   [1, 0, id, service, method, timeoutMs, metadata, params]
  *               `------------ at most ENVELOPE_LIMITS.maxItems data items ------------'
  *                                                  `-- at most 64 entries, 8 KiB of text
@@ -42,6 +42,30 @@ export const ENVELOPE_LIMITS: EnvelopeLimits = {
   maxMetadataEntries: 64,
   maxMetadataTextBytes: 8 * 1024,
 }
+
+/**
+ * Largest frame a sender may build by joining envelopes (a CBOR sequence, section 1 of
+ * docs/protocol.md). A single envelope larger than this travels alone, in a frame of its own.
+ * Every peer accepts frames of this size (see {@link MIN_MAX_MESSAGE_SIZE}), so joining never turns
+ * envelopes that each fit the receiver into a frame that does not.
+ *
+ * @example
+ * ```ts
+ * new SendQueue(socket, { maxFrameBytes: Math.min(MAX_JOINED_FRAME_BYTES, maxMessageSize) })
+ * ```
+ */
+export const MAX_JOINED_FRAME_BYTES = 64 * 1024
+
+/**
+ * Smallest `maxMessageSize` a zrpc peer may be configured with: at least {@link MAX_JOINED_FRAME_BYTES},
+ * so that any joined frame fits every peer.
+ *
+ * @example
+ * ```ts
+ * if (maxMessageSize < MIN_MAX_MESSAGE_SIZE) throw new RangeError(`maxMessageSize must be at least ${MIN_MAX_MESSAGE_SIZE}`)
+ * ```
+ */
+export const MIN_MAX_MESSAGE_SIZE = MAX_JOINED_FRAME_BYTES
 
 /** The CBOR limits for scanning a frame of envelopes: the caller's, with the item limit no looser than the envelope's. */
 export function envelopeCborLimits(limits: CborLimits): CborLimits {

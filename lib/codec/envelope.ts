@@ -24,7 +24,7 @@ import { headSize, peekHeader, writeHead, writeText } from './envelope-heads.js'
 import { checkMetadata, envelopeCborLimits } from './envelope-limits.js'
 import { capText, describe } from './envelope-text.js'
 
-export { ENVELOPE_LIMITS, checkMetadata, type EnvelopeLimits } from './envelope-limits.js'
+export { ENVELOPE_LIMITS, MAX_JOINED_FRAME_BYTES, MIN_MAX_MESSAGE_SIZE, checkMetadata, type EnvelopeLimits } from './envelope-limits.js'
 export { MAX_PEER_TEXT } from './envelope-text.js'
 
 export const PROTOCOL_VERSION = 1

@@ -5,6 +5,8 @@ import {
   DEFAULT_CHUNK_BUDGET,
   ENVELOPE_LIMITS,
   Kind,
+  MAX_JOINED_FRAME_BYTES,
+  MIN_MAX_MESSAGE_SIZE,
   checkMetadata,
   encodeCancel,
   encodeReply,
@@ -176,5 +178,12 @@ describe('frames read in chunks', () => {
     expect(count).to.equal(errors.length)
     // Measured 10-30 ms for the first chunk (the scan of the whole frame) and 9-13 ms for the others.
     expect(worst).to.be.below(250)
+  })
+})
+
+describe('joined frames', () => {
+  it('every peer accepts joined frames of MAX_JOINED_FRAME_BYTES: 64 KiB', () => {
+    expect(MAX_JOINED_FRAME_BYTES).to.equal(64 * 1024)
+    expect(MIN_MAX_MESSAGE_SIZE).to.equal(MAX_JOINED_FRAME_BYTES)
   })
 })
