@@ -44,6 +44,41 @@ export const ENVELOPE_LIMITS: EnvelopeLimits = {
 }
 
 /**
+ * Why metadata would be refused by a receiver, or undefined when it is acceptable: it must be null or
+ * a map of text to text within {@link ENVELOPE_LIMITS} (64 entries, 8 KiB of text). A receiver
+ * answers a REQUEST with other metadata `INVALID_ARGUMENT`; a sender can check before sending.
+ *
+ * @example
+ * ```ts
+ * const problem = checkMetadata(options.metadata ?? null)
+ * if (problem !== undefined) throw new RpcError('INVALID_ARGUMENT', problem)
+ * ```
+ */
+export function checkMetadata(metadata: unknown): string | undefined {
+  if (metadata === null) return undefined
+  if (typeof metadata !== 'object' || Array.isArray(metadata) || metadata instanceof Uint8Array) return MISTYPED_METADATA
+  const fields = metadata as Record<string, unknown>
+  let entries = 0
+  let units = 0
+  for (const key in fields) {
+    const value = fields[key]
+    if (typeof value !== 'string') return MISTYPED_METADATA
+    entries++
+    units += key.length + value.length
+  }
+  const { maxMetadataEntries, maxMetadataTextBytes } = ENVELOPE_LIMITS
+  if (entries > maxMetadataEntries) return `metadata has ${entries} entries, more than ${maxMetadataEntries}`
+  // A UTF-16 unit takes 1 to 3 bytes of UTF-8: count bytes (a native call per string) only when that
+  // bound cannot decide, which for the short metadata of ordinary calls is never.
+  if (units * 3 <= maxMetadataTextBytes) return undefined
+  let bytes = 0
+  for (const key in fields) bytes += Buffer.byteLength(key) + Buffer.byteLength(fields[key] as string)
+  return bytes > maxMetadataTextBytes ? `metadata holds ${bytes} bytes of text, more than ${maxMetadataTextBytes}` : undefined
+}
+
+const MISTYPED_METADATA = 'metadata must be a map of text to text, or null'
+
+/**
  * Largest frame a sender may build by joining envelopes (a CBOR sequence, section 1 of
  * docs/protocol.md). A single envelope larger than this travels alone, in a frame of its own.
  * Every peer accepts frames of this size (see {@link MIN_MAX_MESSAGE_SIZE}), so joining never turns
@@ -69,32 +104,11 @@ export const MIN_MAX_MESSAGE_SIZE = MAX_JOINED_FRAME_BYTES
 
 /** The CBOR limits for scanning a frame of envelopes: the caller's, with the item limit no looser than the envelope's. */
 export function envelopeCborLimits(limits: CborLimits): CborLimits {
-  const maxItems = Math.min(limits.maxItems ?? ENVELOPE_LIMITS.maxItems, ENVELOPE_LIMITS.maxItems)
-  return { ...limits, maxItems }
+  // A receiver passes the same (readonly) limits object with every frame: keep the last answer.
+  if (cached?.from !== limits) {
+    cached = { from: limits, to: { ...limits, maxItems: Math.min(limits.maxItems ?? ENVELOPE_LIMITS.maxItems, ENVELOPE_LIMITS.maxItems) } }
+  }
+  return cached.to
 }
 
-/**
- * Why metadata would be refused by a receiver, or undefined when it is acceptable: it must be null or
- * a map of text to text within {@link ENVELOPE_LIMITS} (64 entries, 8 KiB of text). A receiver
- * answers a REQUEST with other metadata `INVALID_ARGUMENT`; a sender can check before sending.
- *
- * @example
- * ```ts
- * const problem = checkMetadata(options.metadata ?? null)
- * if (problem !== undefined) throw new RpcError('INVALID_ARGUMENT', problem)
- * ```
- */
-export function checkMetadata(metadata: unknown): string | undefined {
-  const mistyped = 'metadata must be a map of text to text, or null'
-  if (metadata === null) return undefined
-  if (typeof metadata !== 'object' || Array.isArray(metadata) || metadata instanceof Uint8Array) return mistyped
-  const entries = Object.entries(metadata)
-  if (entries.length > ENVELOPE_LIMITS.maxMetadataEntries) return `metadata has ${entries.length} entries, more than ${ENVELOPE_LIMITS.maxMetadataEntries}`
-  let textBytes = 0
-  for (const [key, value] of entries) {
-    if (typeof value !== 'string') return mistyped
-    textBytes += Buffer.byteLength(key) + Buffer.byteLength(value)
-  }
-  if (textBytes > ENVELOPE_LIMITS.maxMetadataTextBytes) return `metadata holds ${textBytes} bytes of text, more than ${ENVELOPE_LIMITS.maxMetadataTextBytes}`
-  return undefined
-}
+let cached: { readonly from: CborLimits; readonly to: CborLimits } | undefined
