@@ -50,12 +50,13 @@ export interface CborLimits {
   readonly maxArrayLength?: number
 }
 
-// Measured with cbor-x 1.6.9 on Node 20 on the 2-core build machine (test/unit/cbor-limits.test.ts
-// keeps a coarse guard): the costliest items are small maps whose text keys the process has never seen
-// (each key a new hidden class), 300-500 ns per item, so 100 000 items decode in 30-50 ms; empty byte
-// strings, arrays and maps cost 100-300 ns, integers, floats and short text 5-20 ns. Unbounded, one
-// 4 MiB payload took 0.6-1.2 s (4 Mi empty arrays, 700 000 fresh keys in one map). One map slows down
-// per key as it grows (about 200 ns a key at 50 000 entries, 800 ns at 350 000): hence its own limit.
+// Measured with cbor-x 1.6.9 on Node 20 on the 2-core build machine, shared and loaded
+// (test/unit/cbor-limits.test.ts keeps a coarse guard): the costliest items are small maps whose text
+// keys the process has never seen (each key a new hidden class), 300-600 ns per item, so 100 000 of
+// them decode in 30-60 ms (median about 40); empty byte strings, arrays and maps cost 60-300 ns,
+// integers, floats and short text 5-20 ns. Unbounded, one 4 MiB payload took 0.6-1.2 s (4 Mi empty
+// arrays, or 700 000 new keys in one map). One map slows down per key as it grows (100-300 ns a key at
+// 50 000 entries, 300-500 ns at 150 000, 800 ns at 700 000): hence a limit of its own.
 /** Default {@link CborLimits.maxItems}: decoding this many of the costliest items takes about 50 ms. */
 export const DEFAULT_MAX_ITEMS = 100_000
 /** Default {@link CborLimits.maxMapEntries}: below the size where one map's per-key cost starts to grow. */
