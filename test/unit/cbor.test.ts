@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import { Encoder } from 'cbor-x'
-import { CborProfileError, DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, scanCbor } from '../../lib/codec/cbor.js'
+import { CborProfileError, DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, scanCbor, scanCborSequence } from '../../lib/codec/cbor.js'
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex')
 const rejects = (bytes: Buffer, pattern: RegExp, limits = DEFAULT_CBOR_LIMITS): void => {
@@ -71,12 +71,56 @@ describe('CBOR profile: scanning bytes from a peer', () => {
     const limits = { ...DEFAULT_CBOR_LIMITS, maxDepth: 8 }
     expect(scanCbor(encodeCbor(nest(8)), limits)).to.be.an('array')
     rejects(encodeCbor(nest(9)) as Buffer, /nesting deeper than 8/, limits)
+    // The limit counts levels, full or empty: 8 levels around a scalar fit, 9 do not.
+    expect(scanCbor(Buffer.concat([Buffer.alloc(8, 0x81), hex('00')]), limits)).to.deep.equal([9])
+    rejects(Buffer.concat([Buffer.alloc(9, 0x81), hex('00')]), /nesting deeper than 8/, limits)
+    rejects(Buffer.concat([Buffer.alloc(8, 0x81), hex('a0')]), /nesting deeper than 8/, limits)
     // 100 000 nested arrays: must not recurse or throw a RangeError.
     rejects(Buffer.alloc(100_000, 0x81), /nesting/)
   })
 
   it('rejects input over maxBytes', () => {
     rejects(encodeCbor('x'.repeat(100)), /exceeds 50/, { ...DEFAULT_CBOR_LIMITS, maxBytes: 50 })
+  })
+
+  it('rejects an item of more than maxItems data items, counting containers, keys and values', () => {
+    const limits = { ...DEFAULT_CBOR_LIMITS, maxItems: 5 }
+    expect(scanCbor(encodeCbor([1, 2, 3, 4]), limits)).to.deep.equal([5])
+    expect(scanCbor(encodeCbor({ a: 1, b: 2 }), limits)).to.deep.equal([7])
+    rejects(encodeCbor([1, 2, 3, 4, 5]), /more than 5 data items/, limits)
+    rejects(encodeCbor({ a: 1, b: [2] }), /more than 5 data items/, limits)
+    // A tag and its content are two items.
+    rejects(hex('84 c1 00 00 00 00'), /more than 5 data items/, { ...limits, allowTags: new Set([1]) })
+    // The limit is per top-level item: a sequence of small items passes.
+    expect(scanCbor(Buffer.concat([encodeCbor([1, 2, 3, 4]), encodeCbor([1, 2, 3, 4])]), limits)).to.deep.equal([5, 10])
+  })
+
+  it('rejects a map or an array longer than maxMapEntries or maxArrayLength', () => {
+    const limits = { ...DEFAULT_CBOR_LIMITS, maxMapEntries: 2, maxArrayLength: 3 }
+    expect(scanCbor(encodeCbor([{ a: 1, b: 2 }, [1, 2, 3]]), limits)).to.be.an('array')
+    rejects(encodeCbor({ a: 1, b: 2, c: 3 }), /map of 3 entries exceeds 2/, limits)
+    rejects(encodeCbor([[1, 2, 3, 4]]), /array of 4 items exceeds 3/, limits)
+  })
+
+  it('applies the item limits by default, and to limits written before they existed', () => {
+    const zeros = (count: number): Buffer => Buffer.concat([hex('9a'), Buffer.from(Uint32Array.of(count).buffer).reverse(), Buffer.alloc(count)])
+    expect(decodeCbor(zeros(99_999))).to.have.length(99_999)
+    expect(() => decodeCbor(zeros(100_000))).to.throw(CborProfileError, /more than 100000 data items/)
+    const oldStyle = { maxBytes: 1 << 30, maxDepth: 32, allowTags: new Set<number>() }
+    rejects(zeros(200_000), /more than 100000 data items/, { ...oldStyle, maxArrayLength: Infinity })
+    rejects(encodeCbor(Object.fromEntries(Array.from({ length: 50_001 }, (_, i) => [`k${i}`, 0]))), /map of 50001 entries exceeds 50000/, oldStyle)
+  })
+
+  it('scanCborSequence lists items over the item limits and still finds every item', () => {
+    const limits = { ...DEFAULT_CBOR_LIMITS, maxItems: 5 }
+    const bytes = Buffer.concat([encodeCbor([1]), encodeCbor([1, 2, 3, 4, 5, 6, 7]), encodeCbor({ big: [1, 2, 3, 4] }), encodeCbor(2)])
+    const result = scanCborSequence(bytes, limits)
+    if (result instanceof CborProfileError) throw result
+    expect(result.ends).to.deep.equal([2, 10, 20, 21])
+    expect([...result.overLimit.keys()]).to.deep.equal([1, 2])
+    expect(result.overLimit.get(1)?.message).to.match(/more than 5 data items in one item at byte 7/)
+    // A break of the profile itself still refuses the whole sequence.
+    expect(scanCborSequence(Buffer.concat([bytes, hex('ff')]), limits)).to.be.instanceOf(CborProfileError)
   })
 
   it('rejects map keys that are not text or integers', () => {

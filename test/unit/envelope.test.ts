@@ -57,6 +57,18 @@ describe('zrpc/1 envelopes built by hand from the spec', () => {
     ])
   })
 
+  it('ignores items a later minor version appends to REQUEST, REPLY, ERROR and CANCEL', () => {
+    // [1, 0, 7, "calc", "add", 1000, null, h'a0', "extra", {"x": 1}]
+    const request = parseFrame(hex('8a 01 00 07 64 63616c63 63 616464 19 03e8 f6 41 a0 65 6578747261 a1 6178 01'))
+    expect(request).to.have.length(1)
+    expect(request[0]).to.deep.include({ kind: Kind.Request, id: 7, service: 'calc', method: 'add', timeoutMs: 1000, metadata: null })
+    expect(parseFrame(hex('85 01 01 07 41 03 f5'))).to.deep.equal([{ kind: Kind.Reply, id: 7, result: hex('03') }])
+    expect(parseFrame(hex('87 01 02 07 69 4e4f545f464f554e44 64 6e6f7065 f6 80'))).to.deep.equal([
+      { kind: Kind.Error, id: 7, code: 'NOT_FOUND', message: 'nope', details: null },
+    ])
+    expect(parseFrame(hex('84 01 03 07 00'))).to.deep.equal([{ kind: Kind.Cancel, id: 7 }])
+  })
+
   it('maps an error code it does not know to UNKNOWN, keeping the text', () => {
     const [env] = parseFrame(hex('86 01 02 01 63 464f4f 62 6869 f6'))
     expect(env).to.deep.include({ kind: Kind.Error, code: 'UNKNOWN', message: 'FOO: hi' })
@@ -76,6 +88,38 @@ describe('envelopes a peer gets wrong', () => {
 
   it('an unknown message kind: UNIMPLEMENTED with the id', () => {
     expect(one(hex('83 01 0f 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED' })
+  })
+
+  it('an unknown message kind is marked unknownKind, so a client can ignore it instead of ending the call', () => {
+    expect(one(hex('83 01 04 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 4 })
+    expect(one(hex('85 01 0f 05 a0 40'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 15 })
+    expect(one(hex('83 01 18 64 05'))).to.deep.include({ id: 5, unknownKind: 100 })
+    // Not an unknown kind: a kind that is not an unsigned integer, another version, no readable id.
+    expect(one(hex('83 01 61 78 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED' }).and.not.to.have.property('unknownKind')
+    expect(one(hex('83 02 04 05'))).to.deep.include({ code: 'FAILED_PRECONDITION' }).and.not.to.have.property('unknownKind')
+    expect(one(hex('83 01 04 20'))).to.deep.include({ id: undefined }).and.not.to.have.property('unknownKind')
+    // Known kinds that are malformed are not unknown kinds either.
+    expect(one(hex('84 01 01 05 00'))).not.to.have.property('unknownKind')
+  })
+
+  it('an ERROR whose code or message is not text, or that lacks items, still ends its call: UNKNOWN with a short message', () => {
+    const error = (code: unknown, message: unknown, ...rest: unknown[]): ReturnType<typeof one> => one(encodeCbor([1, 2, 7, code, message, ...rest]))
+    expect(error(5, 'boom', null)).to.deep.equal({ kind: Kind.Error, id: 7, code: 'UNKNOWN', message: '(code 5): boom', details: null })
+    expect(error({ a: 1 }, 'boom', { why: 1 })).to.deep.equal({ kind: Kind.Error, id: 7, code: 'UNKNOWN', message: '(code a map): boom', details: { why: 1 } })
+    expect(error(null, null, null)).to.deep.include({ kind: Kind.Error, id: 7, code: 'UNKNOWN', message: '(code null): (message null)' })
+    expect(error('NOT_FOUND', ['x'], null)).to.deep.include({ kind: Kind.Error, id: 7, code: 'UNKNOWN', message: 'NOT_FOUND: (message an array of 1 item)' })
+    // No details, then no message, then no code: the id is enough to end the call.
+    expect(one(encodeCbor([1, 2, 7, 'NOT_FOUND', 'nope']))).to.deep.equal({ kind: Kind.Error, id: 7, code: 'NOT_FOUND', message: 'nope', details: null })
+    expect(one(encodeCbor([1, 2, 7, 'NOT_FOUND']))).to.deep.include({ kind: Kind.Error, id: 7, code: 'UNKNOWN' })
+    expect(one(encodeCbor([1, 2, 7]))).to.deep.include({ kind: Kind.Error, id: 7, code: 'UNKNOWN' })
+    // A huge value is described, never copied.
+    const huge = one(encodeCbor([1, 2, 7, Array.from({ length: 3000 }, (_, i) => `item ${i}`), 'x'.repeat(100_000), null]))
+    expect(huge).to.deep.include({ kind: Kind.Error, id: 7, code: 'UNKNOWN' })
+    expect((huge as { message: string }).message).to.match(/^\(code an array of 3000 items\): x{256}…$/)
+    const longCode = one(encodeCbor([1, 2, 7, 'Y'.repeat(100_000), 'hi', null]))
+    expect((longCode as { message: string }).message).to.equal(`${'Y'.repeat(256)}…: hi`)
+    // Only an unreadable id leaves it Malformed.
+    expect(one(encodeCbor([1, 2, 'seven', 5, 'boom', null]))).to.deep.include({ kind: 'malformed', id: undefined })
   })
 
   it('a request with a wrong field type: INVALID_ARGUMENT with the id', () => {
