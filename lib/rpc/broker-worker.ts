@@ -52,6 +52,9 @@ interface Held {
   readonly socket: TransportSocket
   readonly client: Buffer
   timer: DeadlineTimer | undefined
+  /** The broker beat while this request was held (the reference broker beats idle workers only). */
+  beaten: boolean
+  readonly since: number
 }
 
 let workers = 0
@@ -153,7 +156,8 @@ export class BrokerWorker {
       case 'request':
         return this.serve(socket, msg.client, msg.body)
       case 'heartbeat':
-        if (this.held === undefined) this.beats.beat(Date.now())
+        if (this.held !== undefined) this.held.beaten = true
+        this.beats.beat(Date.now())
         this.stats.brokerHeartbeatMs = this.beats.observedMs
         if (this.taking || this.held !== undefined) this.send(...commandFrames(Command.Heartbeat))
         return
@@ -180,15 +184,16 @@ export class BrokerWorker {
     // MDP sends one request at a time; a broker that sends more gets each one answered all the same.
     if (this.held !== undefined) return reply(encodeError(env.id, 'RESOURCE_EXHAUSTED', 'this MDP worker is already serving a request', { notStarted: true }))
     if (!this.taking) return reply(encodeError(env.id, 'UNAVAILABLE', 'this worker is shutting down', { notStarted: true }))
-    const held: Held = { socket, client, timer: undefined }
+    const held: Held = { socket, client, timer: undefined, beaten: false, since: Date.now() }
     this.held = held
-    this.beats.skip()
     // Tells the broker this worker beats while busy, so its death while busy is noticed.
     this.send(...commandFrames(Command.Heartbeat))
     const answer = (out: Buffer): void => {
       if (this.held !== held) return
       this.held = undefined
       held.timer?.clear()
+      // A broker that left this worker unbeaten for a long request: that gap is not its heartbeat interval.
+      if (!held.beaten && Date.now() - held.since > this.options.heartbeatMs) this.beats.skip()
       reply(out)
     }
     // Past the deadline the dispatcher drops the call without a word; this worker answers for it, so
