@@ -24,6 +24,8 @@ export const BrokerAdmin = defineService('zrpc.broker', {
           workers: Type.Integer(),
           idle: Type.Integer(),
           queued: Type.Integer(),
+          /** Bytes of the requests waiting. */
+          queuedBytes: Type.Integer(),
           requests: Type.Integer(),
           replies: Type.Integer(),
         }),
@@ -35,6 +37,8 @@ export const BrokerAdmin = defineService('zrpc.broker', {
       rejected: Counters,
       /** Requests dropped because their deadline passed while queued. */
       expired: Type.Integer(),
+      /** Bytes of requests waiting in the broker, all services. */
+      queuedBytes: Type.Integer(),
     }),
     idempotent: true,
   },

@@ -4,16 +4,24 @@
  */
 import { parseArgs } from 'node:util'
 
-export const BROKER_USAGE = `usage: zrpc broker [--bind endpoint]... [--heartbeat ms] [--liveness n] [--max-queue n] [--request-expiry ms]
+/** Every maxMessageSize must hold a joined frame (64 KiB, docs/protocol.md). */
+const MIN_MESSAGE_SIZE = 64 * 1024
+
+export const BROKER_USAGE = `usage: zrpc broker [--bind endpoint]... [--heartbeat ms] [--liveness n] [--max-queue n] [--max-queue-bytes n]
+                   [--max-total-queue-bytes n] [--max-unknown-services n] [--max-message-size n] [--request-expiry ms]
 
 Runs a broker in the foreground until SIGINT or SIGTERM, one line per worker joining or leaving.
 
-  -h, --help        show this text
-  --bind            endpoint to bind (default tcp://127.0.0.1:5555); repeat for more
-  --heartbeat       heartbeat interval in ms (default 2500); workers must use the same
-  --liveness        missed heartbeats before a worker is dead (default 3)
-  --max-queue       requests queued per service before RESOURCE_EXHAUSTED (default 10000)
-  --request-expiry  ms a request waits for a service with no worker before UNAVAILABLE (default: its deadline)`
+  -h, --help              show this text
+  --bind                  endpoint to bind (default tcp://127.0.0.1:5555); repeat for more
+  --heartbeat             heartbeat interval in ms (default 2500); zrpc workers follow it, other MDP workers must match
+  --liveness              missed heartbeats before a worker is dead (default 3)
+  --max-queue             requests queued per service before RESOURCE_EXHAUSTED (default 10000)
+  --max-queue-bytes       bytes queued per service before RESOURCE_EXHAUSTED (default 67108864, 64 MiB)
+  --max-total-queue-bytes bytes queued for all services before RESOURCE_EXHAUSTED (default 268435456, 256 MiB)
+  --max-unknown-services  service names waiting with no worker before UNAVAILABLE at once (default 1000)
+  --max-message-size      largest message accepted, in bytes (default 4194304, 4 MiB; at least 65536)
+  --request-expiry        ms a request waits for a service with no worker before UNAVAILABLE (default heartbeat x liveness)`
 
 /** What the broker command needs from its surroundings; tests pass their own. */
 export interface BrokerCliIo {
@@ -40,6 +48,10 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
         heartbeat: { type: 'string' },
         liveness: { type: 'string' },
         'max-queue': { type: 'string' },
+        'max-queue-bytes': { type: 'string' },
+        'max-total-queue-bytes': { type: 'string' },
+        'max-unknown-services': { type: 'string' },
+        'max-message-size': { type: 'string' },
         'request-expiry': { type: 'string' },
       },
       strict: true,
@@ -53,15 +65,20 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
     return 0
   }
   const numbers: Record<string, number | undefined> = {}
-  for (const name of ['heartbeat', 'liveness', 'max-queue', 'request-expiry'] as const) {
+  const names = ['heartbeat', 'liveness', 'max-queue', 'max-queue-bytes', 'max-total-queue-bytes', 'max-unknown-services', 'max-message-size', 'request-expiry'] as const
+  for (const name of names) {
     const text = values[name]
     if (text === undefined) continue
     const n = Number(text)
-    if (!(Number.isInteger(n) && n >= (name === 'request-expiry' ? 0 : 1))) {
+    if (!(Number.isSafeInteger(n) && n >= (name === 'request-expiry' ? 0 : 1))) {
       io.error(`zrpc broker: --${name} must be a ${name === 'request-expiry' ? 'non-negative' : 'positive'} integer, got ${JSON.stringify(text)}`)
       return 2
     }
     numbers[name] = n
+  }
+  if (numbers['max-message-size'] !== undefined && numbers['max-message-size'] < MIN_MESSAGE_SIZE) {
+    io.error(`zrpc broker: --max-message-size must be at least ${MIN_MESSAGE_SIZE} (the protocol's cap on joined frames), got ${numbers['max-message-size']}`)
+    return 2
   }
   // Loaded only now: the broker brings in the RPC server and its TypeBox compiler, a quarter second
   // of start-up that --help and a mistyped option should not wait for.
@@ -70,6 +87,10 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
     ...(numbers['heartbeat'] !== undefined && { heartbeatMs: numbers['heartbeat'] }),
     ...(numbers['liveness'] !== undefined && { liveness: numbers['liveness'] }),
     ...(numbers['max-queue'] !== undefined && { maxQueuePerService: numbers['max-queue'] }),
+    ...(numbers['max-queue-bytes'] !== undefined && { maxQueuedBytesPerService: numbers['max-queue-bytes'] }),
+    ...(numbers['max-total-queue-bytes'] !== undefined && { maxQueuedBytes: numbers['max-total-queue-bytes'] }),
+    ...(numbers['max-unknown-services'] !== undefined && { maxUnknownServices: numbers['max-unknown-services'] }),
+    ...(numbers['max-message-size'] !== undefined && { maxMessageSize: numbers['max-message-size'] }),
     ...(numbers['request-expiry'] !== undefined && { requestExpiryMs: numbers['request-expiry'] }),
   })
   broker.onWorkerEvent((e) => {

@@ -6,6 +6,9 @@ import { RpcClient, RpcServer } from '../../lib/index.js'
 import { runBroker } from '../../lib/cli/broker.js'
 import { Calc, calcHandlers } from '../helpers/calc.js'
 import { until } from '../helpers/endpoints.js'
+import { Dealer } from 'zeromq'
+import { encodeCbor } from '../../lib/codec/cbor.js'
+import { encodeRequest, parseFrame } from '../../lib/codec/envelope.js'
 
 const BIN = fileURLToPath(new URL('../../../bin/zrpc.js', import.meta.url))
 
@@ -46,5 +49,39 @@ describe('zrpc broker (CLI)', function () {
     expect(await runBroker(['--nope'], io)).to.equal(2)
     expect(errors.join('\n')).to.include('--heartbeat must be a positive integer').and.include("'--nope'")
     expect(printed).to.deep.equal([])
+    expect(await runBroker(['--max-queue-bytes', '0'], io)).to.equal(2)
+    expect(await runBroker(['--max-message-size', '1000'], io)).to.equal(2)
+    expect(errors.join('\n')).to.include('--max-queue-bytes must be a positive integer').and.include('--max-message-size must be at least 65536')
+    expect(printed).to.deep.equal([])
+  })
+
+  it('--max-queue-bytes bounds the bytes queued per service: RESOURCE_EXHAUSTED { notStarted } past it', async () => {
+    const printed: string[] = []
+    let stop!: (signal: string) => void
+    const io = { print: (l: string) => printed.push(l), error: (l: string) => printed.push(l), stopped: new Promise<string>((resolve) => (stop = resolve)) }
+    const running = runBroker(['--bind', 'tcp://127.0.0.1:*', '--max-queue-bytes', '150000', '--request-expiry', '5000'], io)
+    await until(() => printed.some((l) => l.startsWith('broker listening on')), 10_000, 'broker listening')
+    const endpoint = printed.find((l) => l.startsWith('broker listening on'))!.slice('broker listening on '.length)
+    const dealer = new Dealer({ linger: 0, receiveTimeout: 5000 })
+    dealer.connect(endpoint)
+    try {
+      const params = encodeCbor({ data: 'x'.repeat(100_000) })
+      for (const id of [1, 2]) await dealer.send([Buffer.alloc(0), Buffer.from('MDPC01'), Buffer.from('later'), encodeRequest(id, 'later', 'echo', 5000, null, params)])
+      const [, , , frame] = await dealer.receive()
+      expect(parseFrame(frame!)[0]).to.deep.include({ id: 2, code: 'RESOURCE_EXHAUSTED', details: { notStarted: true } })
+    } finally {
+      dealer.close()
+      stop('SIGTERM')
+    }
+    expect(await running).to.equal(0)
+  })
+
+  it('--help lists every option', async () => {
+    const printed: string[] = []
+    const io = { print: (l: string) => printed.push(l), error: (l: string) => printed.push(l), stopped: new Promise<string>(() => undefined) }
+    expect(await runBroker(['--help'], io)).to.equal(0)
+    for (const option of ['--max-queue-bytes', '--max-total-queue-bytes', '--max-unknown-services', '--max-message-size', '--request-expiry']) {
+      expect(printed.join('\n')).to.include(option)
+    }
   })
 })

@@ -1,0 +1,92 @@
+/**
+ * The broker's counters and its `stats()` snapshot: per-service requests and replies (kept only
+ * while a service has workers or waiting requests, so invented names leave nothing behind), drops
+ * and refusals by reason, and the names that wait with no worker (bounded by maxUnknownServices).
+ */
+import type { RequestQueues } from './queue.js'
+import type { WorkerRegistry } from './workers.js'
+
+/** Per-service numbers from {@link BrokerStats}. */
+export interface ServiceStats {
+  readonly workers: number
+  readonly idle: number
+  readonly queued: number
+  /** Bytes of the requests waiting. */
+  readonly queuedBytes: number
+  readonly requests: number
+  readonly replies: number
+}
+
+/** What `Broker.stats()` reports. */
+export interface BrokerStats {
+  readonly services: Record<string, ServiceStats>
+  readonly workers: number
+  /** Messages dropped without an answer (malformed, out of order, unreadable with no id), by reason. */
+  readonly dropped: Record<string, number>
+  /** Requests answered by the broker instead of a worker, by reason. */
+  readonly rejected: Record<string, number>
+  /** Requests dropped because their deadline passed while they were queued. */
+  readonly expired: number
+  /** Bytes of requests waiting, all services. */
+  readonly queuedBytes: number
+  /** Service names waiting with no worker now (bounded by maxUnknownServices). */
+  readonly unknownServices: number
+  /** Every registered worker. */
+  readonly workerList: ReadonlyArray<{ readonly identity: string; readonly service: string }>
+}
+
+const DROP_REASONS = ['bad-envelope', 'bad-header', 'bad-command', 'bad-frames', 'unexpected-command', 'unknown-client', 'unreadable', 'forbidden-ready']
+const REJECT_REASONS = ['queue-full', 'queue-bytes', 'total-bytes', 'unknown-services', 'no-service', 'expired', 'invalid', 'worker-lost', 'bad-reply', 'send-failed']
+
+/** Counters the broker keeps; see {@link BrokerStats}. */
+export class BrokerCounters {
+  private readonly dropped: Record<string, number> = Object.fromEntries(DROP_REASONS.map((r) => [r, 0]))
+  private readonly rejected: Record<string, number> = Object.fromEntries(REJECT_REASONS.map((r) => [r, 0]))
+  private readonly perService = new Map<string, { requests: number; replies: number }>()
+  /** Names with waiting requests and no worker. */
+  readonly workerless = new Set<string>()
+  expired = 0
+
+  drop(reason: string): void {
+    this.dropped[reason] = (this.dropped[reason] ?? 0) + 1
+  }
+
+  reject(reason: string): void {
+    this.rejected[reason] = (this.rejected[reason] ?? 0) + 1
+  }
+
+  service(name: string): { requests: number; replies: number } {
+    let counters = this.perService.get(name)
+    if (counters === undefined) {
+      counters = { requests: 0, replies: 0 }
+      this.perService.set(name, counters)
+    }
+    return counters
+  }
+
+  /** Called after any change to a service's queue or workers. */
+  track(name: string, queued: number, workers: number): void {
+    if (workers === 0 && queued === 0) this.perService.delete(name)
+    if (workers === 0 && queued > 0) this.workerless.add(name)
+    else this.workerless.delete(name)
+  }
+
+  snapshot(queues: RequestQueues, workers: WorkerRegistry): BrokerStats {
+    const services: Record<string, ServiceStats> = {}
+    for (const name of new Set([...workers.services(), ...queues.services()])) {
+      const counters = this.perService.get(name) ?? { requests: 0, replies: 0 }
+      services[name] = { workers: workers.count(name), idle: workers.idleCount(name), queued: queues.depth(name), queuedBytes: queues.bytesFor(name), ...counters }
+    }
+    const workerList = [...workers.all()].map(({ identity, service }) => ({ identity, service }))
+    return {
+      services,
+      workers: workers.size,
+      dropped: { ...this.dropped },
+      rejected: { ...this.rejected },
+      expired: this.expired,
+      queuedBytes: queues.bytes,
+      unknownServices: this.workerless.size,
+      workerList,
+    }
+  }
+}
