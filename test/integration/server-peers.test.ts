@@ -1,27 +1,10 @@
 import { expect } from 'chai'
-import { Dealer } from 'zeromq'
 import { RpcClient, RpcServer } from '../../lib/index.js'
 import { encodeCbor } from '../../lib/codec/cbor.js'
-import { Kind, encodeRequest, parseFrame, type Envelope, type Malformed } from '../../lib/codec/envelope.js'
+import { Kind, encodeRequest } from '../../lib/codec/envelope.js'
 import { Calc, calcHandlers, type CalcProbe } from '../helpers/calc.js'
 import { TRANSPORTS, bindAddress, sleep, until } from '../helpers/endpoints.js'
-
-/** A raw DEALER that collects every envelope the server sends it. */
-export function rawPeer(endpoint: string): { socket: Dealer; received: Array<Envelope | Malformed>; stop: () => void } {
-  const socket = new Dealer({ linger: 0 })
-  socket.connect(endpoint)
-  const received: Array<Envelope | Malformed> = []
-  void (async () => {
-    try {
-      for await (const [frame] of socket) if (frame !== undefined) received.push(...parseFrame(frame))
-    } catch {
-      // closed
-    }
-  })()
-  return { socket, received, stop: () => socket.close() }
-}
-
-const slow = (id: number, ms: number, timeoutMs = 10_000): Buffer => encodeRequest(id, 'calc', 'slow', timeoutMs, null, encodeCbor({ ms }))
+import { rawPeer, slowRequest as slow } from './server-raw-peer.js'
 
 describe('server: a greedy peer', function () {
   this.timeout(15_000)
