@@ -1,25 +1,26 @@
 /**
  * The server side of calls, independent of the socket they came on: a bounded number of handlers
  * run at once, a bounded queue waits behind them, each call gets a context whose signal aborts on
- * its deadline or on a CANCEL, and each call is answered exactly once.
+ * its deadline, a CANCEL or its peer leaving, and each call is answered at most once.
  *
- * Transports (a bound ROUTER, a Majordomo worker) feed it parsed requests together with a function
- * that sends an encoded envelope back to that caller.
+ * Transports (a bound ROUTER, a Majordomo worker) feed it parsed requests together with the name
+ * of the peer they came from and a function that sends an encoded envelope back to that caller.
+ *
+ * Fair share, so that one peer cannot starve the others:
+ * - a peer holds at most `maxPerPeer` calls, running plus queued;
+ * - a peer runs at most `maxConcurrentPerPeer` handlers at once (by default three quarters of
+ *   `maxConcurrent`), so some slots are always left for other peers;
+ * - queued calls start in turn, one per peer with waiting calls (round robin);
+ * - queued calls hold their params: at most `maxQueuedBytes` in total and `maxQueuedBytesPerPeer` per peer.
+ * Every refusal of a call that never started is `RESOURCE_EXHAUSTED` or `UNAVAILABLE` with
+ * details `{ notStarted: true }`: the caller may retry it anywhere.
  */
 import { RpcError, type StatusCode } from '../errors.js'
-import { encodeError, encodeReply, type Metadata, type RequestEnvelope } from '../codec/envelope.js'
+import { encodeError, encodeReply, type RequestEnvelope } from '../codec/envelope.js'
+import { atDeadline } from './deadline-timer.js'
+import { ActiveCall, PeerCalls, QUEUED_CALL_OVERHEAD_BYTES, type CallContext, type ReplyFn } from './peer-calls.js'
 
-/** What a handler knows about the call it is serving. */
-export interface CallContext {
-  /** Aborts when the deadline passes, the caller cancels, or the server shuts down. */
-  readonly signal: AbortSignal
-  /** Absolute deadline in ms since the epoch, on this machine's clock. */
-  readonly deadline: number
-  /** The caller's metadata (empty object when none was sent). */
-  readonly metadata: Metadata
-  readonly service: string
-  readonly method: string
-}
+export type { CallContext, ReplyFn } from './peer-calls.js'
 
 /** A handler on bytes: params CBOR in, result CBOR out. The typed layer builds these. */
 export type RawHandler = (params: Uint8Array, ctx: CallContext) => Promise<Uint8Array>
@@ -31,170 +32,232 @@ export interface DispatcherOptions {
   readonly maxConcurrent?: number
   /** Calls waiting for a free slot (default 1024); past it a call fails fast with RESOURCE_EXHAUSTED. */
   readonly maxQueued?: number
+  /** Calls one peer may hold, running plus queued (default max(16, ceil((maxConcurrent + maxQueued) / 4)). */
+  readonly maxPerPeer?: number
+  /** Handlers one peer may run at once (default max(1, ceil(maxConcurrent * 3 / 4))); its other calls wait. */
+  readonly maxConcurrentPerPeer?: number
+  /** Bytes of params the queued calls may hold in total (default 64 MiB). */
+  readonly maxQueuedBytes?: number
+  /** Bytes of params one peer's queued calls may hold (default a quarter of maxQueuedBytes). */
+  readonly maxQueuedBytesPerPeer?: number
   /** Sees every error a handler threw that was not an RpcError, before it is hidden as INTERNAL. */
   readonly onHandlerError?: (err: unknown, service: string, method: string) => void
 }
-
-/** Sends an encoded envelope back to the caller; `id` is the call's, for transports that check sizes. */
-export type ReplyFn = (frame: Buffer, id: number) => void
 
 export interface DispatcherStats {
   received: number
   completed: number
   failed: number
+  /** Refused: every handler slot and queue place taken. */
   rejectedBusy: number
+  /** Refused: the peer held its share (`maxPerPeer`). */
+  rejectedPeerShare: number
+  /** Refused: the queue's bytes bound (total or per peer) was reached. */
+  rejectedBytes: number
+  /** Refused: the server was shutting down. */
+  rejectedClosing: number
+  /** REQUESTs reusing the id of a call of the same peer still in progress: dropped, nothing sent. */
+  duplicateIds: number
   cancelled: number
-  /** Results that came after their deadline or cancel and were not sent. */
+  /** Calls cancelled because their peer went away (running ones aborted, queued ones dropped). */
+  peerGone: number
+  /** Results that came after their deadline or cancel and were not sent, and queued calls that expired. */
   late: number
   running: number
   queued: number
+  queuedBytes: number
+  /** Peers holding calls now. */
+  peers: number
 }
 
-class ActiveCall implements CallContext {
-  private controller: AbortController | undefined
-  private timer: NodeJS.Timeout | undefined
-  private abortReason: RpcError | undefined
-  ended = false
-  readonly metadata: Metadata
+export const DISPATCHER_DEFAULTS = { maxConcurrent: 256, maxQueued: 1024, maxQueuedBytes: 64 * 1024 * 1024 } as const
 
-  constructor(
-    readonly request: RequestEnvelope,
-    readonly reply: ReplyFn,
-    readonly key: string,
-    readonly deadline: number,
-  ) {
-    this.metadata = request.metadata ?? {}
-  }
-
-  get service(): string {
-    return this.request.service
-  }
-  get method(): string {
-    return this.request.method
-  }
-
-  // Made on first use: most handlers never look at their signal, and a timer per call is not free.
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController()
-      if (this.abortReason !== undefined) this.controller.abort(this.abortReason)
-      else {
-        this.timer = setTimeout(() => this.abort(new RpcError('DEADLINE_EXCEEDED', 'deadline exceeded')), Math.max(0, this.deadline - Date.now()))
-      }
-    }
-    return this.controller.signal
-  }
-
-  get aborted(): boolean {
-    return this.abortReason !== undefined || Date.now() > this.deadline
-  }
-
-  abort(reason: RpcError): void {
-    if (this.abortReason !== undefined) return
-    this.abortReason = reason
-    clearTimeout(this.timer)
-    this.controller?.abort(reason)
-  }
-
-  dispose(): void {
-    clearTimeout(this.timer)
-  }
-}
+const NOT_STARTED = { notStarted: true } as const
 
 export class Dispatcher {
-  private readonly active = new Map<string, ActiveCall>()
-  private readonly waiting: ActiveCall[] = []
-  private waitingHead = 0
+  private readonly peers = new Map<string, PeerCalls>()
+  /** Peers with queued calls, served in turn from `cursor`. */
+  private readonly ring: PeerCalls[] = []
+  private cursor = 0
   private running = 0
+  private queued = 0
+  private queuedBytes = 0
   private closing = false
   private drainedWaiters: Array<() => void> = []
   private readonly maxConcurrent: number
   private readonly maxQueued: number
-  readonly stats: DispatcherStats = { received: 0, completed: 0, failed: 0, rejectedBusy: 0, cancelled: 0, late: 0, running: 0, queued: 0 }
+  private readonly maxPerPeer: number
+  private readonly maxConcurrentPerPeer: number
+  private readonly maxQueuedBytes: number
+  private readonly maxQueuedBytesPerPeer: number
+  private readonly counters: Omit<DispatcherStats, 'running' | 'queued' | 'queuedBytes' | 'peers'> = {
+    received: 0,
+    completed: 0,
+    failed: 0,
+    rejectedBusy: 0,
+    rejectedPeerShare: 0,
+    rejectedBytes: 0,
+    rejectedClosing: 0,
+    duplicateIds: 0,
+    cancelled: 0,
+    peerGone: 0,
+    late: 0,
+  }
 
   constructor(
     private readonly lookup: HandlerLookup,
     private readonly options: DispatcherOptions = {},
   ) {
-    this.maxConcurrent = options.maxConcurrent ?? 256
-    this.maxQueued = options.maxQueued ?? 1024
-  }
-
-  /** True while every handler slot is taken (new calls would queue). */
-  get saturated(): boolean {
-    return this.running >= this.maxConcurrent
-  }
-
-  /** Takes one request. `peer` names the caller's connection so its CANCELs find the call. */
-  handle(request: RequestEnvelope, peer: string, reply: ReplyFn): void {
-    this.stats.received++
-    const fail = (code: StatusCode, message: string): void => {
-      this.stats.failed++
-      reply(encodeError(request.id, code, message), request.id)
+    this.maxConcurrent = options.maxConcurrent ?? DISPATCHER_DEFAULTS.maxConcurrent
+    this.maxQueued = options.maxQueued ?? DISPATCHER_DEFAULTS.maxQueued
+    this.maxPerPeer = options.maxPerPeer ?? Math.max(16, Math.ceil((this.maxConcurrent + this.maxQueued) / 4))
+    this.maxConcurrentPerPeer = options.maxConcurrentPerPeer ?? Math.max(1, Math.ceil((this.maxConcurrent * 3) / 4))
+    this.maxQueuedBytes = options.maxQueuedBytes ?? DISPATCHER_DEFAULTS.maxQueuedBytes
+    this.maxQueuedBytesPerPeer = options.maxQueuedBytesPerPeer ?? Math.ceil(this.maxQueuedBytes / 4)
+    for (const [name, value] of Object.entries({ maxConcurrent: this.maxConcurrent, maxPerPeer: this.maxPerPeer, maxConcurrentPerPeer: this.maxConcurrentPerPeer })) {
+      if (!(Number.isInteger(value) && value >= 1)) throw new TypeError(`${name} must be a positive integer, got ${value}`)
     }
-    if (this.closing) return fail('UNAVAILABLE', 'server is shutting down')
+    for (const [name, value] of Object.entries({ maxQueued: this.maxQueued, maxQueuedBytes: this.maxQueuedBytes, maxQueuedBytesPerPeer: this.maxQueuedBytesPerPeer })) {
+      if (!(Number.isInteger(value) && value >= 0)) throw new TypeError(`${name} must be a non-negative integer, got ${value}`)
+    }
+  }
+
+  get stats(): DispatcherStats {
+    return { ...this.counters, running: this.running, queued: this.queued, queuedBytes: this.queuedBytes, peers: this.peers.size }
+  }
+
+  /** Takes one request. `peer` names the caller's connection, so its CANCELs and its leaving find its calls. */
+  handle(request: RequestEnvelope, peer: string, reply: ReplyFn): void {
+    this.counters.received++
+    const fail = (code: StatusCode, message: string, details?: object): void => {
+      this.counters.failed++
+      reply(encodeError(request.id, code, message, details), request.id)
+    }
+    let calls = this.peers.get(peer)
+    const existing = calls?.live.get(request.id)
+    if (existing !== undefined) {
+      // Any answer with this id would end the first call at the client: send nothing.
+      if (!existing.aborted) return void this.counters.duplicateIds++
+      calls!.forget(existing)
+    }
+    if (this.closing) {
+      this.counters.rejectedClosing++
+      return fail('UNAVAILABLE', 'server is shutting down; the call was not started, retry it on another server', NOT_STARTED)
+    }
     if (this.lookup(request.service, request.method) === undefined) {
       return fail('UNIMPLEMENTED', `unknown method ${request.service}.${request.method}`)
     }
     if (request.timeoutMs === 0) return fail('DEADLINE_EXCEEDED', 'call arrived with no time left')
-    const call = new ActiveCall(request, reply, callKey(peer, request.id), Date.now() + request.timeoutMs)
-    if (this.running < this.maxConcurrent) {
-      this.start(call)
-    } else if (this.waiting.length - this.waitingHead < this.maxQueued) {
-      this.active.set(call.key, call)
-      this.waiting.push(call)
-      this.stats.queued = this.waiting.length - this.waitingHead
-    } else {
-      this.stats.rejectedBusy++
-      fail('RESOURCE_EXHAUSTED', `server busy: ${this.running} calls running and ${this.maxQueued} queued`)
+    if (calls === undefined) {
+      calls = new PeerCalls(peer)
+      this.peers.set(peer, calls)
+    }
+    if (calls.held >= this.maxPerPeer) {
+      this.counters.rejectedPeerShare++
+      this.release(calls)
+      return fail('RESOURCE_EXHAUSTED', `this caller already holds ${calls.held} calls, its share of the server (maxPerPeer ${this.maxPerPeer}); wait for some to finish`, NOT_STARTED)
+    }
+    const call = new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs)
+    if (this.running < this.maxConcurrent && calls.running < this.maxConcurrentPerPeer && calls.queue.length === 0) {
+      calls.live.set(call.id, call)
+      return this.start(call)
+    }
+    if (this.queued >= this.maxQueued) {
+      this.counters.rejectedBusy++
+      this.release(calls)
+      return fail('RESOURCE_EXHAUSTED', `server busy: ${this.running} calls running and ${this.queued} queued`, NOT_STARTED)
+    }
+    const bytes = request.params.length + QUEUED_CALL_OVERHEAD_BYTES
+    if (this.queuedBytes + bytes > this.maxQueuedBytes || calls.queuedBytes + bytes > this.maxQueuedBytesPerPeer) {
+      this.counters.rejectedBytes++
+      this.release(calls)
+      return fail('RESOURCE_EXHAUSTED', `server busy: queued params would exceed maxQueuedBytes ${this.maxQueuedBytes} (${this.maxQueuedBytesPerPeer} per caller)`, NOT_STARTED)
+    }
+    // A copy, so a small queued call does not keep its whole received frame alive.
+    if (call.params.byteLength < call.params.buffer.byteLength) call.params = call.params.slice()
+    call.queuedBytes = bytes
+    this.queuedBytes += bytes
+    calls.queuedBytes += bytes
+    this.queued++
+    calls.queue.push(call)
+    calls.live.set(call.id, call)
+    if (!calls.inRing) {
+      calls.inRing = true
+      this.ring.push(calls)
     }
   }
 
-  /** A CANCEL from `peer` for call `id`: aborts it if it still runs or waits. */
+  /** A CANCEL from `peer` for call `id`: aborts it if it still runs, drops it if it waits. */
   cancel(peer: string, id: number): void {
-    const call = this.active.get(callKey(peer, id))
-    if (call === undefined || call.ended) return
-    this.stats.cancelled++
-    call.abort(new RpcError('CANCELLED', 'cancelled by the caller'))
+    const calls = this.peers.get(peer)
+    const call = calls?.live.get(id)
+    if (calls === undefined || call === undefined || call.ended) return
+    this.counters.cancelled++
+    this.giveUp(call, new RpcError('CANCELLED', 'cancelled by the caller'))
+    this.release(calls)
+  }
+
+  /** `peer` went away: its running calls are aborted (CANCELLED), its queued ones dropped; nothing is sent. */
+  peerLeft(peer: string): void {
+    const calls = this.peers.get(peer)
+    if (calls === undefined) return
+    this.peers.delete(peer)
+    const reason = new RpcError('CANCELLED', 'the caller went away')
+    for (const call of [...calls.live.values()]) {
+      this.counters.peerGone++
+      this.giveUp(call, reason)
+    }
+  }
+
+  /** Refuses new calls from now on (UNAVAILABLE, `{ notStarted: true }`); running and queued ones go on. */
+  stopTaking(): void {
+    this.closing = true
   }
 
   /**
-   * Stops taking calls, fails the queued ones, gives running ones `graceMs` to finish, then aborts
-   * them and answers UNAVAILABLE.
+   * Stops taking calls, fails the queued ones (UNAVAILABLE, not started), gives running ones
+   * `graceMs` to finish, then aborts them and answers UNAVAILABLE. Never waits longer than `graceMs`.
    */
   async close(graceMs: number): Promise<void> {
     this.closing = true
-    for (let i = this.waitingHead; i < this.waiting.length; i++) this.finish(this.waiting[i]!, encodeError(this.waiting[i]!.request.id, 'UNAVAILABLE', 'server is shutting down'))
-    this.waiting.length = 0
-    this.waitingHead = 0
+    for (const calls of this.ring) {
+      for (const call of calls.queue.splice(0)) {
+        this.unqueue(call)
+        this.finish(call, encodeError(call.id, 'UNAVAILABLE', 'server shut down before the call started; retry it on another server', NOT_STARTED))
+      }
+      calls.inRing = false
+      this.release(calls)
+    }
+    this.ring.length = 0
     if (this.running > 0) {
-      let timer: NodeJS.Timeout | undefined
+      let timer: { clear(): void } | undefined
       await Promise.race([
         new Promise<void>((resolve) => this.drainedWaiters.push(resolve)),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+        new Promise<void>((resolve) => (timer = atDeadline(Date.now() + Math.max(0, graceMs), resolve))),
       ])
-      clearTimeout(timer)
+      timer?.clear()
     }
-    for (const call of [...this.active.values()]) {
-      call.abort(new RpcError('UNAVAILABLE', 'server shut down before the call finished'))
-      this.finish(call, encodeError(call.request.id, 'UNAVAILABLE', 'server shut down before the call finished'))
+    for (const calls of this.peers.values()) {
+      for (const call of [...calls.live.values()]) {
+        call.abort(new RpcError('UNAVAILABLE', 'server shut down before the call finished'))
+        this.finish(call, encodeError(call.id, 'UNAVAILABLE', 'server shut down before the call finished'))
+      }
     }
   }
 
   private start(call: ActiveCall): void {
-    const handler = this.lookup(call.request.service, call.request.method)
-    this.active.set(call.key, call)
+    const handler = this.lookup(call.service, call.method)
     this.running++
-    this.stats.running = this.running
-    if (handler === undefined) return this.settle(call, encodeError(call.request.id, 'UNIMPLEMENTED', 'method went away'))
+    call.peer.running++
+    if (handler === undefined) return this.settle(call, encodeError(call.id, 'UNIMPLEMENTED', 'method went away'))
     let result: Promise<Uint8Array>
     try {
-      result = handler(call.request.params, call)
+      result = handler(call.params, call)
     } catch (err) {
       result = Promise.reject(err)
     }
     result.then(
-      (bytes) => this.settle(call, encodeReply(call.request.id, bytes), true),
+      (bytes) => this.settle(call, encodeReply(call.id, bytes), true),
       (err: unknown) => this.settle(call, this.errorFrame(call, err)),
     )
   }
@@ -202,66 +265,95 @@ export class Dispatcher {
   private errorFrame(call: ActiveCall, err: unknown): Buffer {
     if (err instanceof RpcError) {
       try {
-        return encodeError(call.request.id, err.code, err.message, err.details)
+        return encodeError(call.id, err.code, err.message, err.details)
       } catch {
-        return encodeError(call.request.id, err.code, err.message)
+        return encodeError(call.id, err.code, err.message)
       }
     }
     this.options.onHandlerError?.(err, call.service, call.method)
-    return encodeError(call.request.id, 'INTERNAL', `internal error in ${call.service}.${call.method}`)
+    return encodeError(call.id, 'INTERNAL', `internal error in ${call.service}.${call.method}`)
   }
 
   private settle(call: ActiveCall, frame: Buffer, ok = false): void {
     this.running--
-    this.stats.running = this.running
-    if (call.ended) this.stats.late++
+    call.peer.running--
+    if (call.ended) this.counters.late++
     else if (call.aborted) {
-      // The caller has already ended this call (deadline or cancel): a reply would be dropped there.
-      this.stats.late++
-      call.ended = true
-      this.active.delete(call.key)
-      call.dispose()
+      // The caller has already ended this call (deadline, cancel, gone): a reply would be dropped there.
+      this.counters.late++
+      this.end(call)
     } else this.finish(call, frame, ok)
+    this.release(call.peer)
     this.next()
     if (this.running === 0) for (const resolve of this.drainedWaiters.splice(0)) resolve()
   }
 
-  private finish(call: ActiveCall, frame: Buffer, ok = false): void {
-    if (call.ended) return
-    call.ended = true
-    call.dispose()
-    this.active.delete(call.key)
-    if (ok) this.stats.completed++
-    else this.stats.failed++
-    call.reply(frame, call.request.id)
+  /** Ends a call the caller gave up on: a queued one leaves the queue, a running one has its signal aborted. */
+  private giveUp(call: ActiveCall, reason: RpcError): void {
+    call.abort(reason)
+    call.peer.forget(call)
+    if (call.queuedBytes > 0) {
+      const at = call.peer.queue.indexOf(call)
+      if (at >= 0) call.peer.queue.splice(at, 1)
+      this.unqueue(call)
+      this.end(call)
+    }
   }
 
+  private unqueue(call: ActiveCall): void {
+    this.queued--
+    this.queuedBytes -= call.queuedBytes
+    call.peer.queuedBytes -= call.queuedBytes
+    call.queuedBytes = 0
+  }
+
+  private end(call: ActiveCall): void {
+    call.ended = true
+    call.dispose()
+    call.peer.forget(call)
+  }
+
+  private finish(call: ActiveCall, frame: Buffer, ok = false): void {
+    if (call.ended) return
+    this.end(call)
+    if (ok) this.counters.completed++
+    else this.counters.failed++
+    call.reply(frame, call.id)
+  }
+
+  /** Drops a peer's entry once it holds nothing, so peers that come and go leave no trace. */
+  private release(calls: PeerCalls): void {
+    if (calls.held === 0 && calls.live.size === 0 && this.peers.get(calls.name) === calls) this.peers.delete(calls.name)
+  }
+
+  /** Fills free handler slots from the queue, one call per peer in turn. */
   private next(): void {
-    while (this.running < this.maxConcurrent && this.waitingHead < this.waiting.length) {
-      const call = this.waiting[this.waitingHead++]!
-      if (this.waitingHead > 1024 && this.waitingHead * 2 > this.waiting.length) {
-        this.waiting.splice(0, this.waitingHead)
-        this.waitingHead = 0
+    let passed = 0
+    while (this.running < this.maxConcurrent && this.ring.length > 0 && passed < this.ring.length) {
+      if (this.cursor >= this.ring.length) this.cursor = 0
+      const calls = this.ring[this.cursor]!
+      if (calls.running >= this.maxConcurrentPerPeer && calls.queue.length > 0) {
+        this.cursor++
+        passed++
+        continue
       }
+      const call = calls.queue.shift()
+      if (calls.queue.length === 0) {
+        this.ring.splice(this.cursor, 1)
+        calls.inRing = false
+      } else this.cursor++
+      passed = 0
+      if (call === undefined) continue
+      this.unqueue(call)
       if (call.ended) continue
       if (call.aborted) {
-        // Its deadline passed or it was cancelled while it waited: never start it.
-        call.ended = true
-        this.active.delete(call.key)
-        this.stats.late++
+        // Its deadline passed while it waited: never start it.
+        this.counters.late++
+        this.end(call)
+        this.release(calls)
         continue
       }
       this.start(call)
     }
-    if (this.waitingHead === this.waiting.length) {
-      // Drained: drop the references to calls already taken, so their buffers can be collected.
-      this.waiting.length = 0
-      this.waitingHead = 0
-    }
-    this.stats.queued = this.waiting.length - this.waitingHead
   }
-}
-
-function callKey(peer: string, id: number): string {
-  return `${peer}/${id}`
 }

@@ -1,26 +1,41 @@
 /**
- * A listener: one ROUTER socket bound to one or more endpoints, feeding a Dispatcher.
+ * A listener: one ROUTER (a TransportSocket) bound to one or more endpoints, feeding a Dispatcher.
  *
  * ```
  *   ROUTER  <-  [ routing id ][ frame: CBOR sequence of REQUEST / CANCEL envelopes ]
  *           ->  [ routing id ][ frame: CBOR sequence of REPLY / ERROR envelopes ]
+ *           <-  [ routing id ][ '' ]   peer connected / left (ROUTER_NOTIFY)
  * ```
  * Input from the network is untrusted: anything that cannot be read is answered with an error when
  * its id can be read, otherwise dropped and counted; the loop never stops for bad input.
+ *
+ * One frame may hold tens of thousands of envelopes. They are handled in turns of at most
+ * {@link ENVELOPES_PER_TURN} envelopes or {@link MAX_TURN_MS}, yielding to the event loop between
+ * turns, so replies leave and timers fire while a big frame is worked through; the next frame is
+ * read only when this one is done (the socket's receive loop waits on the returned promise), so
+ * what waits unread stays in libzmq's bounded queues.
  */
-import { Router } from 'zeromq'
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
-import { Kind, encodeError, parseFrame } from '../codec/envelope.js'
-import { SendQueue } from '../transport/send-queue.js'
-import type { Dispatcher } from './dispatcher.js'
+import { Kind, encodeError, parseFrame, type Envelope, type Malformed } from '../codec/envelope.js'
+import { TransportSocket, type TransportCounters } from '../transport/socket.js'
+import type { Dispatcher, ReplyFn } from './dispatcher.js'
+
+/** Envelopes of one frame handled before yielding to the event loop. */
+export const ENVELOPES_PER_TURN = 256
+/** Longest stretch of one frame's work before yielding, in ms. */
+export const MAX_TURN_MS = 2
 
 export interface ListenerOptions {
   readonly maxMessageSize: number
   readonly coalesce: boolean
+  /** Bytes of replies waiting to be sent, all peers together (transport default 64 MiB). */
+  readonly maxUnsentBytes?: number
+  /** Bytes of replies kept for one peer that does not read, before its oldest are dropped (transport default 8 MiB). */
+  readonly maxUnsentBytesPerPeer?: number
 }
 
 /** Input the listener could not serve, by reason. */
-export interface ListenerStats {
+export interface ListenerCounters {
   /** Messages with other than [routing id, frame]. */
   badFrameCount: number
   /** Frames or envelopes that were not readable zrpc, answered when an id was known. */
@@ -29,92 +44,129 @@ export interface ListenerStats {
   unexpectedKind: number
   /** Outgoing frames over maxMessageSize, replaced by RESOURCE_EXHAUSTED. */
   oversizedReplies: number
+  /** Envelopes left unhandled because their peer went away, or the server closed, while their frame was worked through. */
+  unhandled: number
+}
+
+/** A listener's counters plus its socket's (received bytes, the send queue's drops and bytes). */
+export interface ListenerStats extends ListenerCounters {
+  /** Peers connected now. */
+  peers: number
+  readonly transport: TransportCounters
 }
 
 export class Listener {
-  private readonly socket: Router
-  private readonly queue: SendQueue
+  private readonly socket: TransportSocket
   private readonly limits: CborLimits
-  private closed = false
-  private loop: Promise<void> | undefined
-  readonly stats: ListenerStats = { badFrameCount: 0, malformed: 0, unexpectedKind: 0, oversizedReplies: 0 }
+  private binding: Promise<unknown> = Promise.resolve()
+  /** The peer whose frame is being worked through, and whether it has left meanwhile. */
+  private current: { peer: string; gone: boolean } | undefined
+  private readonly counters: ListenerCounters = { badFrameCount: 0, malformed: 0, unexpectedKind: 0, oversizedReplies: 0, unhandled: 0 }
 
   constructor(
     private readonly dispatcher: Dispatcher,
     private readonly options: ListenerOptions,
   ) {
-    this.socket = new Router({
-      linger: 200,
-      maxMessageSize: options.maxMessageSize,
-      sendHighWaterMark: 100_000,
-      receiveHighWaterMark: 100_000,
-    })
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: options.maxMessageSize }
-    this.queue = new SendQueue(this.socket, { coalesce: options.coalesce, maxFrameBytes: Math.min(256 * 1024, options.maxMessageSize) })
+    this.socket = new TransportSocket(
+      {
+        type: 'router',
+        notifyPeers: true,
+        maxMessageSize: options.maxMessageSize,
+        coalesce: options.coalesce,
+        ...(options.maxUnsentBytes !== undefined && { maxQueuedBytes: options.maxUnsentBytes }),
+        ...(options.maxUnsentBytesPerPeer !== undefined && { maxParkedBytesPerPeer: options.maxUnsentBytesPerPeer }),
+      },
+      {
+        onMessage: (frames) => this.onMessage(frames),
+        onPeer: (routingId, event) => {
+          if (event !== 'disconnected') return
+          const peer = routingId.toString('latin1')
+          if (this.current?.peer === peer) this.current.gone = true
+          this.dispatcher.peerLeft(peer)
+        },
+      },
+    )
+  }
+
+  get stats(): ListenerStats {
+    const t = this.socket.counters
+    return { ...this.counters, peers: this.socket.peerCount, transport: { ...t, send: { ...t.send } } }
   }
 
   /** Binds one more endpoint and returns it resolved (`tcp://127.0.0.1:*` becomes a real port). */
-  async bind(endpoint: string): Promise<string> {
-    await this.socket.bind(endpoint)
-    this.loop ??= this.receiveLoop()
-    return this.socket.lastEndpoint ?? endpoint
+  bind(endpoint: string): Promise<string> {
+    // zeromq.js refuses a second bind while one is in progress (EBUSY): one at a time.
+    const bound = this.binding.then(() => this.socket.bind(endpoint))
+    this.binding = bound.catch(() => undefined)
+    return bound
   }
 
-  /** Waits for queued replies to be handed to the socket, then closes it. */
-  async close(): Promise<void> {
-    if (this.closed) return
-    await this.queue.idle()
-    this.closed = true
-    this.socket.close()
-    await this.loop
+  /** Lets queued replies leave for up to `drainMs`, then closes the socket. */
+  close(drainMs: number): Promise<void> {
+    return this.socket.close(drainMs)
   }
 
-  private async receiveLoop(): Promise<void> {
-    try {
-      for await (const message of this.socket) {
-        const [from, frame] = message
-        if (message.length !== 2 || from === undefined || frame === undefined) {
-          this.stats.badFrameCount++
-          continue
-        }
-        await this.onFrame(from, frame)
-      }
-    } catch (err) {
-      if (!this.closed && !this.socket.closed) throw err
+  private onMessage(frames: Buffer[]): Promise<void> | undefined {
+    const [from, frame] = frames
+    if (frames.length !== 2 || from === undefined || frame === undefined) {
+      this.counters.badFrameCount++
+      return undefined
     }
+    return this.onFrame(from, frame)
   }
 
   private async onFrame(from: Buffer, frame: Buffer): Promise<void> {
     const peer = from.toString('latin1')
-    const reply = (out: Buffer, id: number): void => {
+    const reply: ReplyFn = (out, id) => {
       if (out.length > this.options.maxMessageSize) {
-        this.stats.oversizedReplies++
+        this.counters.oversizedReplies++
         out = encodeError(id, 'RESOURCE_EXHAUSTED', `reply of ${out.length} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
       }
-      this.queue.push(out, from)
+      this.socket.push(out, from)
     }
-    for (const env of parseFrame(frame, this.limits)) {
-      switch (env.kind) {
-        case 'malformed':
-          this.stats.malformed++
-          if (env.id !== undefined) this.queue.push(encodeError(env.id, env.code, env.reason), from)
-          break
-        case Kind.Request:
-          // A coalesced frame can hold thousands of calls. When every handler slot is taken, let the
-          // running ones finish before taking the next, instead of overflowing the queue at once.
-          if (this.dispatcher.saturated) await yieldToEventLoop()
-          this.dispatcher.handle(env, peer, reply)
-          break
-        case Kind.Cancel:
-          this.dispatcher.cancel(peer, env.id)
-          break
-        case Kind.Reply:
-        case Kind.Error:
-          this.stats.unexpectedKind++
-          break
+    const envelopes = parseFrame(frame, this.limits)
+    const current = { peer, gone: false }
+    this.current = current
+    try {
+      let inTurn = 0
+      let turnStarted = performance.now()
+      for (let i = 0; i < envelopes.length; i++) {
+        if (inTurn >= ENVELOPES_PER_TURN || (inTurn % 32 === 31 && performance.now() - turnStarted > MAX_TURN_MS)) {
+          await nextTurn()
+          inTurn = 0
+          turnStarted = performance.now()
+        }
+        if (current.gone || this.socket.closed) {
+          this.counters.unhandled += envelopes.length - i
+          return
+        }
+        inTurn++
+        this.onEnvelope(envelopes[i]!, peer, from, reply)
       }
+    } finally {
+      this.current = undefined
+    }
+  }
+
+  private onEnvelope(env: Envelope | Malformed, peer: string, from: Buffer, reply: ReplyFn): void {
+    switch (env.kind) {
+      case 'malformed':
+        this.counters.malformed++
+        if (env.id !== undefined) this.socket.push(encodeError(env.id, env.code, env.reason), from)
+        break
+      case Kind.Request:
+        this.dispatcher.handle(env, peer, reply)
+        break
+      case Kind.Cancel:
+        this.dispatcher.cancel(peer, env.id)
+        break
+      case Kind.Reply:
+      case Kind.Error:
+        this.counters.unexpectedKind++
+        break
     }
   }
 }
 
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))

@@ -11,6 +11,8 @@ import { Dispatcher, type DispatcherStats, type RawHandler } from '../rpc/dispat
 import { Listener, type ListenerStats } from '../rpc/listener.js'
 import { BrokerWorker, type BrokerWorkerOptions, type BrokerWorkerStats } from '../rpc/broker-worker.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
+import { atDeadline } from '../rpc/deadline-timer.js'
+import { TRANSPORT_DEFAULTS } from '../transport/options.js'
 import type { ServiceDefinition, ServiceHandlers } from './contract.js'
 import { validatorsFor } from './validator.js'
 
@@ -19,13 +21,28 @@ export interface RpcServerOptions {
   readonly maxConcurrent?: number
   /** Calls waiting behind them (default 1024); past it calls fail fast with RESOURCE_EXHAUSTED. */
   readonly maxQueued?: number
-  /** Largest message accepted or sent, in bytes (default 4 MiB); set on the sockets too. */
+  /** Calls one caller (connection) may hold, running plus queued (default max(16, ceil((maxConcurrent + maxQueued) / 4))). */
+  readonly maxPerPeer?: number
+  /** Handlers one caller may run at once (default max(1, ceil(maxConcurrent * 3 / 4))); a quarter stays free for others. */
+  readonly maxConcurrentPerPeer?: number
+  /** Bytes of params that queued calls may hold, in total (default 64 MiB). */
+  readonly maxQueuedBytes?: number
+  /** Bytes of params that one caller's queued calls may hold (default a quarter of maxQueuedBytes). */
+  readonly maxQueuedBytesPerPeer?: number
+  /** Bytes of replies waiting to be sent, all callers together (default 64 MiB). */
+  readonly maxUnsentBytes?: number
+  /** Bytes of replies kept for one caller that does not read them, before its oldest are dropped (default 8 MiB). */
+  readonly maxUnsentBytesPerPeer?: number
+  /**
+   * Largest message accepted or sent, in bytes (default 4 MiB); set on the sockets too. At least
+   * 64 KiB: clients join small calls into frames of up to 64 KiB, which every receiver must accept.
+   */
   readonly maxMessageSize?: number
   /** Check each result against its schema before sending it (default true); a mismatch is INTERNAL. */
   readonly validateResults?: boolean
   /** Join replies that wait behind a send into one frame (default true). */
   readonly coalesce?: boolean
-  /** How long close() lets running calls finish (default 5000 ms). */
+  /** How long close() may take, running calls' grace included (default 5000 ms). */
   readonly closeTimeoutMs?: number
   /** Sees errors thrown by handlers that were not RpcErrors (the caller only sees INTERNAL). */
   readonly onHandlerError?: (err: unknown, service: string, method: string) => void
@@ -43,15 +60,21 @@ export interface ConnectBrokerOptions {
 
 export interface RpcServerStats {
   readonly calls: DispatcherStats
+  /** One entry per listening socket: bad input, and the socket's counters (received bytes, reply drops). */
   readonly input: ListenerStats[]
   /** One entry per broker worker ({@link RpcServer.connectBroker}). */
   readonly broker: BrokerWorkerStats[]
 }
 
+/** The smallest maxMessageSize: the protocol-wide cap on joined frames, which every receiver must accept. */
+export const MIN_MAX_MESSAGE_SIZE = TRANSPORT_DEFAULTS.maxFrameBytes
+/** Part of close()'s timeout kept for handing final answers to the sockets and closing them. */
+const CLOSE_SOCKETS_MS = 200
+
 export class RpcServer {
   private readonly handlers = new Map<string, RawHandler>()
   private readonly dispatcher: Dispatcher
-  private readonly listeners: Listener[] = []
+  private listener: Listener | undefined
   private readonly brokerWorkers: BrokerWorker[] = []
   /** Brokers this server serves through, so services implemented later register there too. */
   private readonly brokers: Array<{ endpoint: string; concurrency: number; options: BrokerWorkerOptions }> = []
@@ -62,17 +85,32 @@ export class RpcServer {
 
   constructor(private readonly options: RpcServerOptions = {}) {
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+    if (!(Number.isInteger(this.maxMessageSize) && this.maxMessageSize >= MIN_MAX_MESSAGE_SIZE)) {
+      throw new TypeError(
+        `maxMessageSize must be an integer of at least ${MIN_MAX_MESSAGE_SIZE} bytes (64 KiB, the protocol's cap on joined frames), got ${this.maxMessageSize}`,
+      )
+    }
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: this.maxMessageSize }
+    const { maxConcurrent, maxQueued, maxPerPeer, maxConcurrentPerPeer, maxQueuedBytes, maxQueuedBytesPerPeer, onHandlerError } = options
     this.dispatcher = new Dispatcher((service, method) => this.handlers.get(key(service, method)), {
-      ...(options.maxConcurrent !== undefined && { maxConcurrent: options.maxConcurrent }),
-      ...(options.maxQueued !== undefined && { maxQueued: options.maxQueued }),
-      ...(options.onHandlerError !== undefined && { onHandlerError: options.onHandlerError }),
+      ...(maxConcurrent !== undefined && { maxConcurrent }),
+      ...(maxQueued !== undefined && { maxQueued }),
+      ...(maxPerPeer !== undefined && { maxPerPeer }),
+      ...(maxConcurrentPerPeer !== undefined && { maxConcurrentPerPeer }),
+      ...(maxQueuedBytes !== undefined && { maxQueuedBytes }),
+      ...(maxQueuedBytesPerPeer !== undefined && { maxQueuedBytesPerPeer }),
+      ...(onHandlerError !== undefined && { onHandlerError }),
     })
   }
 
-  /** Adds a service. Every method of the contract needs a handler. */
+  /**
+   * Adds a service. Every method of the contract needs a handler, and none may be implemented
+   * already; otherwise this throws and registers nothing.
+   */
   implement<S extends ServiceDefinition>(service: S, handlers: ServiceHandlers<S>): this {
+    if (this.closing !== undefined) throw new RpcError('FAILED_PRECONDITION', `server is closed: cannot implement ${service.name}; implement services before close()`)
     const validate = this.options.validateResults ?? true
+    const raws = new Map<string, RawHandler>()
     for (const [method, validators] of validatorsFor(service)) {
       const handler = (handlers as Record<string, (p: unknown, ctx: never) => unknown>)[method]
       if (typeof handler !== 'function') throw new TypeError(`no handler for ${service.name}.${method}`)
@@ -97,24 +135,25 @@ export class RpcServer {
           throw new RpcError('INTERNAL', `result of ${service.name}.${method} cannot be encoded: ${(err as Error).message}`)
         }
       }
-      this.handlers.set(key(service.name, method), raw)
+      raws.set(key(service.name, method), raw)
     }
+    for (const [k, raw] of raws) this.handlers.set(k, raw)
     this.services.add(service.name)
     for (const broker of this.brokers) this.startBrokerWorkers(broker.endpoint, service.name, broker.concurrency, broker.options)
     return this
   }
 
-  /** Binds to one or more endpoints; returns them resolved (ephemeral ports filled in). */
+  /** Binds to one or more endpoints; returns them resolved (ephemeral ports filled in). Safe to call concurrently. */
   async bind(endpoints: string | string[]): Promise<string[]> {
     if (this.closing !== undefined) throw new RpcError('UNAVAILABLE', 'server is closed')
-    let listener = this.listeners[0]
-    if (listener === undefined) {
-      listener = new Listener(this.dispatcher, { maxMessageSize: this.maxMessageSize, coalesce: this.options.coalesce ?? true })
-      this.listeners.push(listener)
-    }
-    const resolved: string[] = []
-    for (const endpoint of typeof endpoints === 'string' ? [endpoints] : endpoints) resolved.push(await listener.bind(endpoint))
-    return resolved
+    this.listener ??= new Listener(this.dispatcher, {
+      maxMessageSize: this.maxMessageSize,
+      coalesce: this.options.coalesce ?? true,
+      ...(this.options.maxUnsentBytes !== undefined && { maxUnsentBytes: this.options.maxUnsentBytes }),
+      ...(this.options.maxUnsentBytesPerPeer !== undefined && { maxUnsentBytesPerPeer: this.options.maxUnsentBytesPerPeer }),
+    })
+    const listener = this.listener
+    return Promise.all((typeof endpoints === 'string' ? [endpoints] : endpoints).map((endpoint) => listener.bind(endpoint)))
   }
 
   /**
@@ -139,22 +178,50 @@ export class RpcServer {
   }
 
   /**
-   * Stops taking calls (new ones get UNAVAILABLE), lets running calls finish for up to `timeoutMs`,
-   * fails the rest with UNAVAILABLE, then closes the sockets.
+   * Stops taking calls (new ones get UNAVAILABLE with `{ notStarted: true }`; behind a broker the
+   * workers first tell the broker to route no more), fails queued calls the same way, lets running
+   * calls finish, fails the rest with UNAVAILABLE, then closes the sockets. Resolves within
+   * `timeoutMs` (default `closeTimeoutMs`) even if a handler never ends.
    */
   close(options: { timeoutMs?: number } = {}): Promise<void> {
-    this.closing ??= (async () => {
-      await this.dispatcher.close(options.timeoutMs ?? this.options.closeTimeoutMs ?? 5000)
-      await Promise.all([...this.listeners.map((l) => l.close()), ...this.brokerWorkers.map((w) => w.close())])
-    })()
+    this.closing ??= this.shutdown(options.timeoutMs ?? this.options.closeTimeoutMs ?? 5000)
     return this.closing
   }
 
+  private async shutdown(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + Math.max(0, timeoutMs)
+    const socketsMs = Math.min(CLOSE_SOCKETS_MS, timeoutMs / 4)
+    const left = (): number => Math.max(0, deadline - Date.now())
+    this.dispatcher.stopTaking()
+    // Behind a broker: stop being routed new work before draining (the helper may not exist yet).
+    const stopping = this.brokerWorkers.map((w) => (hasStopTaking(w) ? w.stopTaking() : undefined))
+    await within(left() - socketsMs, Promise.all(stopping))
+    await this.dispatcher.close(left() - socketsMs)
+    const closing = [...(this.listener === undefined ? [] : [this.listener.close(left() / 2)]), ...this.brokerWorkers.map((w) => w.close())]
+    await within(left(), Promise.all(closing))
+  }
+
   get stats(): RpcServerStats {
-    return { calls: { ...this.dispatcher.stats }, input: this.listeners.map((l) => ({ ...l.stats })), broker: this.brokerWorkers.map((w) => ({ ...w.stats })) }
+    return {
+      calls: this.dispatcher.stats,
+      input: this.listener === undefined ? [] : [this.listener.stats],
+      broker: this.brokerWorkers.map((w) => ({ ...w.stats })),
+    }
   }
 }
 
 function key(service: string, method: string): string {
   return `${service}\u0000${method}`
+}
+
+/** A broker worker that can tell its broker to route no more requests to it (added in parallel). */
+function hasStopTaking(worker: BrokerWorker): worker is BrokerWorker & { stopTaking(): Promise<void> } {
+  return typeof (worker as { stopTaking?: unknown }).stopTaking === 'function'
+}
+
+/** Waits for `work` at most `ms`; a rejection is ignored (close goes on whatever a part of it did). */
+async function within(ms: number, work: Promise<unknown>): Promise<void> {
+  let timer: { clear(): void } | undefined
+  await Promise.race([work.catch(() => undefined), new Promise<void>((resolve) => (timer = atDeadline(Date.now() + Math.max(0, ms), resolve)))])
+  timer?.clear()
 }

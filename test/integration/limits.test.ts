@@ -64,11 +64,11 @@ describe('maximum message size', function () {
   })
 
   it('answers RESOURCE_EXHAUSTED instead of a reply over the server maxMessageSize', async () => {
-    const server = new RpcServer({ maxMessageSize: 1024 }).implement(Calc, calcHandlers())
+    const server = new RpcServer({ maxMessageSize: 64 * 1024 }).implement(Calc, calcHandlers())
     const [endpoint] = await server.bind('tcp://127.0.0.1:*')
     const client = new RpcClient({ connect: endpoint! })
     try {
-      const err = await rejection(client.service(Calc).repeat({ s: 'ab', n: 2000 }))
+      const err = await rejection(client.service(Calc).repeat({ s: 'ab', n: 40_000 }))
       expect(err).to.be.instanceOf(RpcError).with.property('code', 'RESOURCE_EXHAUSTED')
       expect(server.stats.input[0]!.oversizedReplies).to.equal(1)
       expect(await client.service(Calc).repeat({ s: 'ab', n: 10 })).to.equal('ab'.repeat(10))
@@ -79,12 +79,12 @@ describe('maximum message size', function () {
   })
 
   it('a message over the server socket limit costs its sender the connection: calls end UNAVAILABLE, the server serves on', async () => {
-    const server = new RpcServer({ maxMessageSize: 1024 }).implement(Calc, calcHandlers())
+    const server = new RpcServer({ maxMessageSize: 64 * 1024 }).implement(Calc, calcHandlers())
     const [endpoint] = await server.bind('tcp://127.0.0.1:*')
     const big = new RpcClient({ connect: endpoint!, timeoutMs: 3000 })
     const good = new RpcClient({ connect: endpoint! })
     try {
-      const err = await rejection(big.service(Calc).echo({ data: 'x'.repeat(5000) }))
+      const err = await rejection(big.service(Calc).echo({ data: 'x'.repeat(100_000) }))
       expect(err).to.be.instanceOf(RpcError).with.property('code', 'UNAVAILABLE')
       expect(await good.service(Calc).add({ a: 2, b: 2 })).to.equal(4)
     } finally {

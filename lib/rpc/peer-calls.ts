@@ -1,0 +1,119 @@
+/**
+ * One call on the server (its context, signal and deadline timer) and the calls of one peer (what
+ * that peer holds of the server's capacity). The dispatcher schedules them.
+ *
+ * ```
+ *   PeerCalls ── live: id -> ActiveCall   (running or queued, not yet aborted: CANCEL and duplicate checks)
+ *             ── queue: ActiveCall[]      (waiting for a handler slot, params held)
+ *             ── running                  (handlers of this peer that have not settled, aborted ones too)
+ * ```
+ * A call whose caller has given up (deadline, CANCEL, peer gone) leaves `live` at once, so its id
+ * may be used again, but its handler keeps counting in `running` until it settles: a peer cannot
+ * free its share by cancelling calls whose handlers go on working.
+ */
+import { RpcError } from '../errors.js'
+import type { Metadata, RequestEnvelope } from '../codec/envelope.js'
+import { atDeadline, type DeadlineTimer } from './deadline-timer.js'
+
+/** What a handler knows about the call it is serving. */
+export interface CallContext {
+  /** Aborts when the deadline passes, the caller cancels or goes away, or the server shuts down. */
+  readonly signal: AbortSignal
+  /** Absolute deadline in ms since the epoch, on this machine's clock. */
+  readonly deadline: number
+  /** The caller's metadata (empty object when none was sent). */
+  readonly metadata: Metadata
+  readonly service: string
+  readonly method: string
+}
+
+/** Sends an encoded envelope back to the caller; `id` is the call's, for transports that check sizes. */
+export type ReplyFn = (frame: Buffer, id: number) => void
+
+/** Bytes charged to a queued call on top of its params: the envelope, the call object, its closures. */
+export const QUEUED_CALL_OVERHEAD_BYTES = 512
+
+/** One call from arrival to its answer. */
+export class ActiveCall implements CallContext {
+  private controller: AbortController | undefined
+  private timer: DeadlineTimer | undefined
+  private abortReason: RpcError | undefined
+  /** Answered, dropped or given up: nothing more is sent for it. */
+  ended = false
+  /** Params bytes; a queued call holds a copy, so it does not pin the whole received frame. */
+  params: Uint8Array
+  /** Bytes charged to the queue while the call waits (0 once it runs). */
+  queuedBytes = 0
+  readonly metadata: Metadata
+
+  constructor(
+    readonly request: RequestEnvelope,
+    readonly reply: ReplyFn,
+    readonly peer: PeerCalls,
+    readonly deadline: number,
+  ) {
+    this.metadata = request.metadata ?? {}
+    this.params = request.params
+  }
+
+  get id(): number {
+    return this.request.id
+  }
+  get service(): string {
+    return this.request.service
+  }
+  get method(): string {
+    return this.request.method
+  }
+
+  // Made on first use: most handlers never look at their signal, and a timer per call is not free.
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController()
+      if (this.abortReason !== undefined) this.controller.abort(this.abortReason)
+      else this.timer = atDeadline(this.deadline, () => this.abort(new RpcError('DEADLINE_EXCEEDED', 'deadline exceeded')))
+    }
+    return this.controller.signal
+  }
+
+  /** The caller has given up on this call: its deadline passed, it cancelled, or it went away. */
+  get aborted(): boolean {
+    return this.abortReason !== undefined || Date.now() > this.deadline
+  }
+
+  abort(reason: RpcError): void {
+    if (this.abortReason !== undefined) return
+    this.abortReason = reason
+    this.timer?.clear()
+    this.controller?.abort(reason)
+  }
+
+  dispose(): void {
+    this.timer?.clear()
+  }
+}
+
+/** What one peer (a connection, or a broker worker) holds of the server. */
+export class PeerCalls {
+  /** Calls by id whose caller still waits for them. */
+  readonly live = new Map<number, ActiveCall>()
+  /** Calls waiting for a handler slot, oldest first. */
+  readonly queue: ActiveCall[] = []
+  /** Handlers of this peer's calls that have not settled, including calls already given up. */
+  running = 0
+  queuedBytes = 0
+  /** Whether the dispatcher's round-robin ring holds this peer. */
+  inRing = false
+
+  constructor(readonly name: string) {}
+
+  /** Calls counted against this peer's share: running plus queued. */
+  get held(): number {
+    return this.running + this.queue.length
+  }
+
+  /** Forgets `call`'s id if it is still the live call for it (a later call may reuse the id). */
+  forget(call: ActiveCall): void {
+    if (this.live.get(call.id) === call) this.live.delete(call.id)
+  }
+}
