@@ -19,7 +19,7 @@ import { Command, parseWorkerMessage } from '../../patterns/majordomo-protocol.j
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
 import { Kind, encodeError, parseFrame } from '../codec/envelope.js'
 import { TransportSocket } from '../transport/socket.js'
-import { MAX_TIMER_MS, atDeadline, type DeadlineTimer } from './deadline-timer.js'
+import { atDeadline, type DeadlineTimer } from './deadline-timer.js'
 import type { Dispatcher } from './dispatcher.js'
 import { BrokerBeats } from './mdp-heartbeat.js'
 import { addressedHead, commandFrames, readyFrames } from './mdp-frames.js'
@@ -199,10 +199,7 @@ export class BrokerWorker {
     // Past the deadline the dispatcher drops the call without a word; this worker answers for it, so
     // the broker frees it at once. atDeadline never fires early, whatever the budget.
     held.timer = atDeadline(Date.now() + env.timeoutMs, () => answer(encodeError(env.id, 'DEADLINE_EXCEEDED', 'deadline exceeded')))
-    // Budgets past setTimeout's range (2^31 ms, about 24.8 days) are given to the dispatcher clamped:
-    // the call runs that long at most, and no timer there can fire at once.
-    const request = env.timeoutMs > MAX_TIMER_MS ? { ...env, timeoutMs: MAX_TIMER_MS } : env
-    this.dispatcher.handle(request, this.peer, (out, id) => {
+    this.dispatcher.handle(env, this.peer, (out, id) => {
       if (out.length > this.options.maxMessageSize) {
         out = encodeError(id, 'RESOURCE_EXHAUSTED', `reply of ${out.length} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
       }

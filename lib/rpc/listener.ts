@@ -10,18 +10,16 @@
  * its id can be read, otherwise dropped and counted; the loop never stops for bad input.
  *
  * One frame may hold tens of thousands of envelopes. They are handled in turns of at most
- * {@link ENVELOPES_PER_TURN} envelopes or {@link MAX_TURN_MS}, yielding to the event loop between
+ * 256 envelopes (the codec's chunk budget) or {@link MAX_TURN_MS}, yielding to the event loop between
  * turns, so replies leave and timers fire while a big frame is worked through; the next frame is
  * read only when this one is done (the socket's receive loop waits on the returned promise), so
  * what waits unread stays in libzmq's bounded queues.
  */
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
-import { Kind, encodeError, parseFrame, type Envelope, type Malformed } from '../codec/envelope.js'
+import { Kind, encodeError, readFrameInChunks, type Envelope, type Malformed } from '../codec/envelope.js'
 import { TransportSocket, type TransportCounters } from '../transport/socket.js'
 import type { Dispatcher, ReplyFn } from './dispatcher.js'
 
-/** Envelopes of one frame handled before yielding to the event loop. */
-export const ENVELOPES_PER_TURN = 256
 /** Longest stretch of one frame's work before yielding, in ms. */
 export const MAX_TURN_MS = 2
 
@@ -125,24 +123,30 @@ export class Listener {
       }
       this.socket.push(out, from)
     }
-    const envelopes = parseFrame(frame, this.limits)
     const current = { peer, gone: false }
     this.current = current
     try {
-      let inTurn = 0
+      // Envelopes are decoded a chunk at a time (the codec's budget: 256 envelopes or 32 KiB), and
+      // the loop yields between chunks, and within one when it has run MAX_TURN_MS.
       let turnStarted = performance.now()
-      for (let i = 0; i < envelopes.length; i++) {
-        if (inTurn >= ENVELOPES_PER_TURN || (inTurn % 32 === 31 && performance.now() - turnStarted > MAX_TURN_MS)) {
+      let first = true
+      for (const chunk of readFrameInChunks(frame, this.limits)) {
+        if (!first) {
           await nextTurn()
-          inTurn = 0
           turnStarted = performance.now()
         }
-        if (current.gone || this.socket.closed) {
-          this.counters.unhandled += envelopes.length - i
-          return
+        first = false
+        for (let i = 0; i < chunk.length; i++) {
+          if (i % 32 === 31 && performance.now() - turnStarted > MAX_TURN_MS) {
+            await nextTurn()
+            turnStarted = performance.now()
+          }
+          if (current.gone || this.socket.closed) {
+            this.counters.unhandled += chunk.length - i
+            return
+          }
+          this.onEnvelope(chunk[i]!, peer, from, reply)
         }
-        inTurn++
-        this.onEnvelope(envelopes[i]!, peer, from, reply)
       }
     } finally {
       this.current = undefined

@@ -52,10 +52,15 @@ export interface RpcServerOptions {
 export interface ConnectBrokerOptions {
   /** Requests each service handles at once through this broker: one MDP worker socket each (default 1). */
   readonly concurrency?: number
-  /** Must match the broker's heartbeat interval in ms (default 2500). */
+  /**
+   * Heartbeat interval in ms (default 2500). Best equal to the broker's; if not, each worker answers
+   * the broker's beats and judges its silence by the broker's own interval, and says so once through `onWarning`.
+   */
   readonly heartbeatMs?: number
-  /** Must match the broker's liveness (default 3). */
+  /** Missed heartbeats before the broker counts as gone (default 3). */
   readonly liveness?: number
+  /** Called once per worker with what to change when its heartbeat differs from the broker's. */
+  readonly onWarning?: (message: string) => void
 }
 
 export interface RpcServerStats {
@@ -167,7 +172,12 @@ export class RpcServer {
     const concurrency = options.concurrency ?? 1
     if (!(Number.isInteger(concurrency) && concurrency >= 1)) return Promise.reject(new TypeError(`concurrency must be a positive integer, got ${concurrency}`))
     if (this.services.size === 0) return Promise.reject(new TypeError('implement a service before connecting to a broker'))
-    const workerOptions = { maxMessageSize: this.maxMessageSize, heartbeatMs: options.heartbeatMs ?? 2500, liveness: options.liveness ?? 3 }
+    const workerOptions = {
+      maxMessageSize: this.maxMessageSize,
+      heartbeatMs: options.heartbeatMs ?? 2500,
+      liveness: options.liveness ?? 3,
+      ...(options.onWarning !== undefined && { onWarning: options.onWarning }),
+    }
     this.brokers.push({ endpoint, concurrency, options: workerOptions })
     for (const service of this.services) this.startBrokerWorkers(endpoint, service, concurrency, workerOptions)
     return Promise.resolve()
