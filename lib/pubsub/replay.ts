@@ -119,11 +119,13 @@ export class Replayer {
     job.state = 'queued'
     job.again = false
     this.#queue.push(job)
-    if (!this.#running) void this.#run()
+    if (this.#running) return
+    this.#running = true
+    // Starts on the next turn: subscribe messages read in this one (a burst) join the queued pass.
+    setImmediate(() => void this.#run())
   }
 
   async #run(): Promise<void> {
-    this.#running = true
     try {
       for (let job = this.#queue.shift(); job !== undefined && !this.#closed; job = this.#queue.shift()) {
         job.state = 'running'
