@@ -169,7 +169,9 @@ export class Subscriber {
         lingerMs: 0,
         // libzmq's own default: the receive loop never waits for consumers, so this fills only while
         // the event loop is blocked; bursts of small messages must not be dropped at the publisher.
-        socketOptions: { receiveHighWaterMark: Math.max(1, options.receiveHighWaterMark ?? 1000) },
+        // Subscribe messages beyond the send high-water mark would be dropped by libzmq: a burst of
+        // subscriptions (one per key) must all leave. They are small (at most 386 bytes each).
+        socketOptions: { receiveHighWaterMark: Math.max(1, options.receiveHighWaterMark ?? 1000), sendHighWaterMark: MAX_SUBSCRIPTION_BURST },
       },
       {
         onMessage: (message) => this.#handle(message),
@@ -331,6 +333,8 @@ function describe(head: Buffer, publisher: string): StreamInfo | null {
   return stream === undefined ? null : { ...stream, publisher: Buffer.from(publisher, 'latin1').toString('hex') }
 }
 
+/** Subscribe and unsubscribe messages that may wait to leave at once (the socket's send high-water mark). */
+const MAX_SUBSCRIPTION_BURST = 10_000
 const SUBSCRIBE = Buffer.from([1])
 const UNSUBSCRIBE = Buffer.from([0])
 
