@@ -224,6 +224,8 @@ describe('typed topics', function () {
       expect(pub.stats.published).to.equal(1)
     })
 
+    const frontends = new WeakMap<TopicProxy, string>()
+    const proxyFrontend = async (proxy: TopicProxy): Promise<string> => frontends.get(proxy)!
     async function throughProxy(proxyOptions: ConstructorParameters<typeof TopicProxy>[0]): Promise<{ sub: Subscriber; news: TopicSubscription<string>; pub: Publisher; raw: RawPublisher; proxy: TopicProxy; backend: string }> {
       const proxy = track(new TopicProxy(proxyOptions))
       const { frontend, backend } = await proxy.bind('tcp://127.0.0.1:*', 'tcp://127.0.0.1:*')
@@ -233,6 +235,7 @@ describe('typed topics', function () {
       const sub = track(new Subscriber({ connect: backend }))
       const news = sub.subscribe(News)
       await waitForFlow(pub, sub)
+      frontends.set(proxy, frontend)
       return { sub, news, pub, raw, proxy, backend }
     }
 
@@ -268,6 +271,16 @@ describe('typed topics', function () {
       await until(() => sub.stats.recoveries === 1, 3000, 'the subscriber to replace its socket')
       // Before: the subscriber's connection was gone for good and nothing ever arrived again.
       await flowsWithin2s(pub, news)
+    })
+
+    it('the proxy keeps listening for publishers after all of them left for a while', async () => {
+      const { sub, news, pub, proxy } = await throughProxy({})
+      await pub.close()
+      await sleep(1200) // past the transport's recovery delay (500 ms) and the proxy's guard (1 s)
+      const frontend = await proxyFrontend(proxy)
+      const second = track(new Publisher({ connect: frontend }))
+      await waitForFlow(second, sub)
+      await flowsWithin2s(second, news)
     })
 
     it('the proxy passes at most maxSubscriptions distinct prefixes upstream, and subscribers on known ones keep receiving', async () => {
