@@ -3,7 +3,7 @@
  * publishers and subscribers meet at two well-known endpoints. Stops cleanly on SIGINT or SIGTERM.
  */
 import { parseArgs } from 'node:util'
-import { PubSubProxy } from '../../patterns/pubsub.js'
+import { TopicProxy } from '../pubsub/proxy.js'
 
 export const PROXY_USAGE = `usage: zrpc proxy --xsub <endpoint> --xpub <endpoint>
 
@@ -42,7 +42,7 @@ export function parseProxyArgs(argv: readonly string[]): ProxyArgs | string {
  * Runs the proxy until `stop` aborts (the CLI aborts it on SIGINT/SIGTERM); returns the exit code:
  * 0 after a stop or `--help`, 1 if it cannot bind, 2 for bad arguments (complaints go to stderr).
  * Verbose upstream: every subscribe reaches the publishers, so their last-value caches answer each
- * late joiner.
+ * late joiner. Bounded with TopicProxy's defaults: 4 MiB per message, 10 000 distinct prefixes.
  */
 export async function runProxy(argv: readonly string[], stop: AbortSignal, print: (line: string) => void = (line) => process.stdout.write(`${line}\n`)): Promise<number> {
   const args = parseProxyArgs(argv)
@@ -54,7 +54,7 @@ export async function runProxy(argv: readonly string[], stop: AbortSignal, print
     print(PROXY_USAGE)
     return 0
   }
-  const proxy = new PubSubProxy({ verbose: true })
+  const proxy = new TopicProxy()
   let endpoints
   try {
     endpoints = await proxy.bind(args.xsub, args.xpub)
@@ -72,7 +72,8 @@ export async function runProxy(argv: readonly string[], stop: AbortSignal, print
   } finally {
     await proxy.close()
   }
-  print(`proxy: stopped after ${proxy.stats.messages} messages, ${proxy.stats.subscriptions} subscriptions`)
+  const { messages, subscriptions, oversized, subscriptionsRefused, dropped } = proxy.stats
+  print(`proxy: stopped after ${messages} messages, ${subscriptions} subscriptions (dropped: ${oversized} oversized, ${subscriptionsRefused} subscriptions over the limit, ${dropped} queue full)`)
   return 0
 }
 

@@ -1,13 +1,17 @@
 /**
- * The typed publisher: validates, stamps publisher id and sequence number, sends on a PUB socket,
- * or with the last-value cache on an XPUB socket that answers new subscriptions from the cache.
+ * The typed publisher: validates, stamps publisher id and sequence number, sends on an XPUB socket
+ * (a TransportSocket), and with the last-value cache answers new subscriptions from the cache.
  */
 import { randomBytes } from 'node:crypto'
-import { Publisher as PubSocket, XPublisher } from 'zeromq'
-import { encodeCbor } from '../codec/cbor.js'
+import { DEFAULT_CBOR_LIMITS, encodeCbor } from '../codec/cbor.js'
 import { RpcError } from '../errors.js'
+import { TransportSocket } from '../transport/socket.js'
 import { encodeTopicEnvelope, PUBLISHER_ID_BYTES } from './frame.js'
+import { Replayer, type CachedStream, type ReplayCounters, type ReplayLimits } from './replay.js'
 import { checkerFor, checkKey, streamFrame, type DataOf, type TopicDefinition } from './topic.js'
+
+/** Longest subscribe message a publisher or proxy accepts by default: `name 00 key 00` is at most 386 bytes. */
+export const DEFAULT_MAX_SUBSCRIPTION_BYTES = 1024
 
 /** Options for {@link Publisher}. */
 export interface PublisherOptions {
@@ -16,11 +20,20 @@ export interface PublisherOptions {
   /** Messages queued per subscriber before libzmq drops new ones, silently (default 1000). */
   readonly sendHighWaterMark?: number
   /**
+   * Largest message (both frames) published, in bytes (default 4 MiB, the subscribers' default):
+   * a larger one is refused with RESOURCE_EXHAUSTED, since it would end every subscriber connection it reached.
+   */
+  readonly maxMessageSize?: number
+  /** Longest subscribe message accepted (default 1 KiB); libzmq drops the connection of a peer that sends a longer one. */
+  readonly maxSubscriptionBytes?: number
+  /**
    * Keep the last message of every stream and send it again when a subscription for it arrives,
    * so late joiners start with the current value (default false). Sets XPUB verbose mode, so every
    * subscribe is seen, not just the first per prefix.
    */
   readonly lastValueCache?: boolean
+  /** Bounds on what replays of the cache may cost (see docs/protocol.md section 7). */
+  readonly replay?: ReplayLimits
 }
 
 /** Per-message options of {@link Publisher.publish}. */
@@ -30,25 +43,23 @@ export interface PublishOptions {
 }
 
 /** What a {@link Publisher} has done. */
-export interface PublisherStats {
+export interface PublisherStats extends ReplayCounters {
   published: number
-  /** Cached messages sent again for new subscriptions. */
-  replayed: number
   /** Subscribe frames seen: counted with the cache on (every one, XPUB verbose), else 0. */
   subscriptions: number
+  /** Publishes refused: over maxMessageSize, or the send queue full. */
+  refused: number
 }
 
-interface Stream {
-  readonly frame: Buffer
+interface Stream extends CachedStream {
   seq: number
-  /** The last envelope sent, kept only with the cache on. */
-  last: Buffer | undefined
 }
 
 /**
  * Publishes typed messages on topics.
  *
- * With `lastValueCache` it uses XPUB, which sees subscriptions arriving: what the cache answers.
+ * With `lastValueCache` its XPUB is verbose: it sees every subscription arriving, and answers each
+ * from the cache, within the bounds of {@link ReplayLimits}.
  * Delivery is best effort, as with any ZeroMQ PUB: see the README's PUB/SUB limits.
  *
  * @example
@@ -60,39 +71,59 @@ interface Stream {
 export class Publisher {
   /** Random per instance: a restarted publisher is a new stream, not a gap. */
   readonly id: Buffer = randomBytes(PUBLISHER_ID_BYTES)
-  readonly stats: PublisherStats = { published: 0, replayed: 0, subscriptions: 0 }
-  readonly #socket: PubSocket | XPublisher
+  readonly stats: PublisherStats = {
+    published: 0,
+    subscriptions: 0,
+    refused: 0,
+    replayed: 0,
+    replayPasses: 0,
+    replaysCoalesced: 0,
+    replaysRefused: 0,
+    replaysDropped: 0,
+  }
+  readonly #socket: TransportSocket
   /** Per topic name, per key: two lookups instead of building a key string per message. */
   readonly #streams = new Map<string, Map<string, Stream>>()
-  readonly #cache: boolean
-  readonly #loop: Promise<void>
-  #sending: Promise<void> = Promise.resolve()
-  #inFlight = 0
+  readonly #replayer: Replayer | undefined
+  readonly #maxMessageSize: number
+  #closed = false
 
   constructor(options: PublisherOptions = {}) {
-    const socketOptions = { linger: 0, sendHighWaterMark: options.sendHighWaterMark ?? 1000 }
-    this.#cache = options.lastValueCache === true
-    // Without the cache nothing needs the subscriptions, and a plain PUB is cheaper per message:
-    // zeromq.js re-checks a socket with a receive pending after every send.
-    if (this.#cache) {
-      const xpub = new XPublisher(socketOptions)
-      xpub.verbosity = 'allSubs'
-      this.#socket = xpub
-      this.#loop = this.#watch(xpub)
-    } else {
-      this.#socket = new PubSocket(socketOptions)
-      this.#loop = Promise.resolve()
-    }
+    this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_CBOR_LIMITS.maxBytes
+    const cache = options.lastValueCache === true
+    this.#replayer = cache
+      ? new Replayer(
+          {
+            streams: (topic) => (topic.startsWith('$') ? undefined : this.#streams.get(topic)),
+            send: (frame, envelope) => this.#socket.pushWithHead([frame], envelope),
+            queuedBytes: () => this.#socket.counters.send.queuedBytes,
+          },
+          this.stats,
+          options.replay,
+        )
+      : undefined
+    this.#socket = new TransportSocket(
+      {
+        type: 'xpub',
+        // What an XPUB receives is subscribe messages: the libzmq limit applies to those.
+        maxMessageSize: options.maxSubscriptionBytes ?? DEFAULT_MAX_SUBSCRIPTION_BYTES,
+        lingerMs: 0,
+        coalesce: false,
+        socketOptions: {
+          sendHighWaterMark: Math.max(1, options.sendHighWaterMark ?? 1000),
+          receiveHighWaterMark: 10_000,
+          ...(cache ? { verbosity: 'allSubs' } : {}),
+        },
+      },
+      { onMessage: ([frame]) => this.#onSubscription(frame) },
+    )
     for (const endpoint of toList(options.connect)) this.#socket.connect(endpoint)
   }
 
   /** Binds to each endpoint and returns the resolved ones (ports filled in). */
   async bind(endpoints: string | readonly string[]): Promise<string[]> {
     const bound: string[] = []
-    for (const endpoint of toList(endpoints)) {
-      await this.#socket.bind(endpoint)
-      bound.push(this.#socket.lastEndpoint ?? endpoint)
-    }
+    for (const endpoint of toList(endpoints)) bound.push(await this.#socket.bind(endpoint))
     return bound
   }
 
@@ -102,71 +133,54 @@ export class Publisher {
   }
 
   /**
-   * Validates and sends one message. Throws RpcError at once (synchronously), and sends nothing:
+   * Validates and queues one message. Throws RpcError at once (synchronously), and sends nothing:
    * INVALID_ARGUMENT for data that does not match the topic's schema or a bad key,
-   * FAILED_PRECONDITION after close. The returned promise resolves when the socket took the
-   * message, which is not delivery.
+   * RESOURCE_EXHAUSTED for a message over `maxMessageSize` or a full send queue,
+   * FAILED_PRECONDITION after close. The returned promise resolves once queued, which is not delivery.
    */
   publish<T extends TopicDefinition>(topic: T, data: DataOf<T>, options: PublishOptions = {}): Promise<void> {
     const key = options.key ?? ''
     const invalid = checkerFor(topic)(data)
     if (invalid !== undefined) throw invalid
-    if (this.#socket.closed) throw new RpcError('FAILED_PRECONDITION', 'publisher is closed')
+    if (this.#closed) throw new RpcError('FAILED_PRECONDITION', 'publisher is closed')
     let keys = this.#streams.get(topic.name)
-    if (keys === undefined) this.#streams.set(topic.name, (keys = new Map()))
-    let stream = keys.get(key)
+    let stream = keys?.get(key)
+    if (stream === undefined) checkKey(key)
+    const frame = stream?.frame ?? streamFrame(topic.name, key)
+    const envelope = encodeTopicEnvelope(this.id, (stream?.seq ?? 0) + 1, encodeCbor(data))
+    if (frame.length + envelope.length > this.#maxMessageSize) {
+      this.stats.refused++
+      throw new RpcError(
+        'RESOURCE_EXHAUSTED',
+        `message on topic ${topic.name} is ${frame.length + envelope.length} bytes, over the publisher's maxMessageSize of ${this.#maxMessageSize}: subscribers would drop the connection`,
+      )
+    }
     if (stream === undefined) {
-      checkKey(key)
-      stream = { frame: streamFrame(topic.name, key), seq: 0, last: undefined }
+      if (keys === undefined) this.#streams.set(topic.name, (keys = new Map()))
+      stream = { frame, seq: 0, last: undefined }
       keys.set(key, stream)
     }
-    const envelope = encodeTopicEnvelope(this.id, ++stream.seq, encodeCbor(data))
-    if (this.#cache && !topic.name.startsWith('$')) stream.last = envelope
+    stream.seq++
+    if (this.#replayer !== undefined && !topic.name.startsWith('$')) stream.last = envelope
+    if (!this.#socket.pushWithHead([frame], envelope)) {
+      this.stats.refused++
+      throw new RpcError('RESOURCE_EXHAUSTED', `publisher send queue is full (topic ${topic.name}): publish more slowly`)
+    }
     this.stats.published++
-    return this.#send(stream.frame, envelope)
+    return Promise.resolve()
   }
 
   /** Closes the socket; messages not yet sent are dropped. */
   async close(): Promise<void> {
-    this.#socket.close()
-    await this.#loop
+    this.#closed = true
+    this.#replayer?.close()
+    await this.#socket.close()
   }
 
-  #send(frame: Buffer, envelope: Buffer): Promise<void> {
-    // One send at a time: zeromq.js throws EBUSY synchronously on a second concurrent send. With
-    // nothing in flight (the common case: the caller awaited the last publish) send directly.
-    const sent = this.#inFlight === 0 ? this.#socket.send([frame, envelope]) : this.#sending.then(() => this.#socket.send([frame, envelope]))
-    this.#inFlight++
-    this.#sending = sent.then(
-      () => void this.#inFlight--,
-      () => void this.#inFlight--,
-    )
-    return sent
-  }
-
-  async #watch(socket: XPublisher): Promise<void> {
-    try {
-      for await (const [frame] of socket) {
-        if (frame?.[0] !== 1) continue
-        this.stats.subscriptions++
-        this.#replay(frame.subarray(1))
-      }
-    } catch {
-      // The socket closed under the receive: that is close(), nothing to report.
-    }
-  }
-
-  /** Sends the cached last message of every stream the new subscription covers. */
-  #replay(prefix: Buffer): void {
-    for (const keys of this.#streams.values()) {
-      for (const stream of keys.values()) {
-        if (stream.last === undefined || stream.frame.length < prefix.length) continue
-        if (!stream.frame.subarray(0, prefix.length).equals(prefix)) continue
-        this.stats.replayed++
-        // Subscribers that already have it drop it as a duplicate (same sequence number).
-        this.#send(stream.frame, stream.last).catch(() => undefined)
-      }
-    }
+  #onSubscription(frame: Buffer | undefined): void {
+    if (this.#replayer === undefined || frame?.[0] !== 1) return
+    this.stats.subscriptions++
+    this.#replayer.subscribed(frame.subarray(1))
   }
 }
 

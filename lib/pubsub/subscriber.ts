@@ -1,9 +1,17 @@
 /**
  * The typed subscriber: one SUB socket, one receive loop, any number of typed subscriptions as
  * async iterators. Everything from the network is checked before a user sees it.
+ *
+ * The socket is a TransportSocket: when a connection dies without libzmq retrying it (a message over
+ * `maxMessageSize`), the transport replaces the socket, and the subscriptions are made again on the
+ * fresh one, so one oversized message costs a moment of messages, not the subscriber.
+ *
+ * It is an XSUB, subscribing by sending `01 prefix` (`00 prefix` to unsubscribe), which is what a
+ * SUB does inside libzmq: the transport's SUB type sets a send option a SUB does not have. XSUB
+ * counts subscriptions per prefix as SUB does, and the publisher filters either way.
  */
-import { Subscriber as SubSocket } from 'zeromq'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, type CborLimits } from '../codec/cbor.js'
+import { TransportSocket } from '../transport/socket.js'
 import { Feed } from './feed.js'
 import { decodeTopicEnvelope } from './frame.js'
 import { SequenceTracker } from './sequence.js'
@@ -43,6 +51,29 @@ export interface SubscriberOptions {
   readonly maxMessageSize?: number
   /** Called for every gap, from the receive loop: keep it short. Throws are ignored. */
   readonly onGap?: (gap: Gap) => void
+  /** Called for every new epoch (an impossible jump in a stream's numbers), from the receive loop. Throws are ignored. */
+  readonly onEpoch?: (epoch: Epoch) => void
+  /**
+   * Largest jump between sequence numbers still read as a gap (default 2^20); a larger one, or one
+   * as far back, starts a new epoch: delivered, counted, and it cannot silence the stream.
+   */
+  readonly maxSequenceJump?: number
+  /** Messages libzmq may hold for this socket before the publisher drops new ones (default 1000). */
+  readonly receiveHighWaterMark?: number
+}
+
+/**
+ * A stream's numbers jumped further than any loss explains (a forged sequence number, or a
+ * publisher that restarted its numbers): reported by `onEpoch`, the message is delivered.
+ */
+export interface Epoch {
+  readonly topic: string
+  readonly key: string
+  readonly publisher: string
+  /** The number that started the epoch. */
+  readonly seq: number
+  /** The counter it did not fit. */
+  readonly previous: number
 }
 
 /** Per-subscription options. */
@@ -70,6 +101,10 @@ export interface SubscriberStats {
   dropped: number
   /** Streams forgotten because more than `maxTrackedStreams` were seen. */
   evicted: number
+  /** New epochs: impossible jumps in a stream's sequence numbers (forged or restarted), delivered. */
+  epochs: number
+  /** Sockets replaced after a connection died without a retry (an oversized message); subscriptions were made again. */
+  recoveries: number
 }
 
 /** A typed subscription: an async iterator; leaving the `for await` unsubscribes. */
@@ -114,27 +149,47 @@ class TopicFeed extends Feed<TopicMessage<unknown>> {
  * for await (const msg of sub.subscribe(Prices, { key: 'AAPL' })) console.log(msg.data.px)
  */
 export class Subscriber {
-  readonly stats: SubscriberStats = { received: 0, delivered: 0, malformed: 0, invalid: 0, duplicates: 0, gaps: 0, missed: 0, dropped: 0, evicted: 0 }
-  readonly #socket: SubSocket
+  readonly stats: SubscriberStats = { received: 0, delivered: 0, malformed: 0, invalid: 0, duplicates: 0, gaps: 0, missed: 0, dropped: 0, evicted: 0, epochs: 0, recoveries: 0 }
+  readonly #socket: TransportSocket
   readonly #entries = new Set<Entry>()
   readonly #tracker: SequenceTracker<StreamInfo | null>
   readonly #limits: CborLimits
   readonly #bufferSize: number
   readonly #onGap: ((gap: Gap) => void) | undefined
-  readonly #loop: Promise<void>
+  readonly #onEpoch: ((epoch: Epoch) => void) | undefined
+  #closed = false
 
   constructor(options: SubscriberOptions = {}) {
     const maxMessageSize = options.maxMessageSize ?? DEFAULT_CBOR_LIMITS.maxBytes
-    this.#socket = new SubSocket({ linger: 0, maxMessageSize })
+    this.#socket = new TransportSocket(
+      {
+        type: 'xsub',
+        maxMessageSize,
+        coalesce: false,
+        lingerMs: 0,
+        // libzmq's own default: the receive loop never waits for consumers, so this fills only while
+        // the event loop is blocked; bursts of small messages must not be dropped at the publisher.
+        // Subscribe messages beyond the send high-water mark would be dropped by libzmq: a burst of
+        // subscriptions (one per key) must all leave. They are small (at most 386 bytes each).
+        socketOptions: { receiveHighWaterMark: Math.max(1, options.receiveHighWaterMark ?? 1000), sendHighWaterMark: MAX_SUBSCRIPTION_BURST },
+      },
+      {
+        onMessage: (message) => this.#handle(message),
+        onState: (state) => {
+          if (state === 'ready') this.#resubscribe()
+        },
+      },
+    )
     this.#limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: maxMessageSize }
-    this.#tracker = new SequenceTracker(Math.max(1, options.maxTrackedStreams ?? 10_000))
+    const trackerOptions = options.maxSequenceJump === undefined ? {} : { maxJump: options.maxSequenceJump }
+    this.#tracker = new SequenceTracker(Math.max(1, options.maxTrackedStreams ?? 10_000), trackerOptions)
     this.#bufferSize = Math.max(1, options.bufferSize ?? 1000)
     this.#onGap = options.onGap
+    this.#onEpoch = options.onEpoch
     for (const endpoint of toList(options.connect)) this.#socket.connect(endpoint)
-    this.#loop = this.#receive()
   }
 
-  /** Connects to a publisher or to the subscriber side (XPUB) of a `zrpc proxy`. */
+  /** Connects to a publisher or to the subscriber side (XPUB) of a `zrpc proxy`. Throws EndpointError for a malformed endpoint. */
   connect(endpoints: string | readonly string[]): void {
     for (const endpoint of toList(endpoints)) this.#socket.connect(endpoint)
   }
@@ -152,36 +207,45 @@ export class Subscriber {
     }
     // The receive loop checked the data against this topic's schema before pushing it.
     const subscription = entry.feed as unknown as TopicSubscription<DataOf<T>>
-    if (this.#socket.closed) {
+    if (this.#closed) {
       entry.feed.end()
       return subscription
     }
     this.#entries.add(entry)
-    this.#socket.subscribe(prefix)
+    this.#send(SUBSCRIBE, prefix)
     return subscription
   }
 
   /** Closes the socket and ends every subscription (buffered messages are discarded). */
   async close(): Promise<void> {
-    this.#socket.close()
+    this.#closed = true
     for (const entry of [...this.#entries]) entry.feed.end()
-    await this.#loop
+    await this.#socket.close()
+  }
+
+  /** Queues a subscribe (01) or unsubscribe (00) message for `prefix`. */
+  #send(command: Buffer, prefix: Buffer): void {
+    this.#socket.push(Buffer.concat([command, prefix]))
+  }
+
+  /**
+   * A replaced socket has no subscriptions: make every one again (libzmq counts them per prefix,
+   * so one subscribe per entry restores the same counts). Runs when the connection is ready again,
+   * since the transport says nothing when it swaps sockets.
+   */
+  #resubscribe(): void {
+    const recoveries = this.#socket.counters.recoveries
+    if (recoveries === this.stats.recoveries || this.#closed) return
+    this.stats.recoveries = recoveries
+    for (const entry of this.#entries) this.#send(SUBSCRIBE, entry.prefix)
   }
 
   #unsubscribe(entry: Entry): void {
-    if (!this.#entries.delete(entry) || this.#socket.closed) return
+    if (!this.#entries.delete(entry) || this.#closed) return
     // libzmq counts subscriptions per prefix: this removes one, others on the same prefix stay.
-    this.#socket.unsubscribe(entry.prefix)
+    this.#send(UNSUBSCRIBE, entry.prefix)
     // A stream nobody covers any more would report a false gap on a later re-subscribe.
     this.#tracker.forget(entry.prefixId, (stream) => [...this.#entries].some((e) => stream.startsWith(e.prefixId)))
-  }
-
-  async #receive(): Promise<void> {
-    try {
-      for await (const message of this.#socket) this.#handle(message)
-    } catch {
-      // The socket closed under the receive: that is close().
-    }
   }
 
   #handle(message: Buffer[]): void {
@@ -203,6 +267,7 @@ export class Subscriber {
     const streamId = head.toString('latin1') + envelope.publisher
     const verdict = this.#tracker.observe(streamId, envelope.seq, this.stats.received, () => describe(head, envelope.publisher))
     this.stats.evicted = this.#tracker.evicted
+    this.stats.epochs = this.#tracker.epochs
     const stream = this.#tracker.current
     if (stream === undefined || stream === null) {
       // Not `name\0key\0`: remembered as such, so a foreign stream costs one parse, not one per message.
@@ -224,7 +289,9 @@ export class Subscriber {
     if (verdict.kind === 'gap') {
       this.stats.gaps++
       this.stats.missed += verdict.missed
-      this.#reportGap({ topic, key, publisher, missed: verdict.missed, seq: envelope.seq })
+      this.#report(this.#onGap, { topic, key, publisher, missed: verdict.missed, seq: envelope.seq })
+    } else if (verdict.kind === 'epoch') {
+      this.#report(this.#onEpoch, { topic, key, publisher, seq: envelope.seq, previous: verdict.previous })
     }
     let invalid = false
     for (const entry of matching) {
@@ -246,9 +313,9 @@ export class Subscriber {
     if (invalid) this.stats.invalid++
   }
 
-  #reportGap(gap: Gap): void {
+  #report<T>(callback: ((value: T) => void) | undefined, value: T): void {
     try {
-      this.#onGap?.(gap)
+      callback?.(value)
     } catch {
       // A throwing callback must not stop the receive loop.
     }
@@ -265,6 +332,11 @@ function describe(head: Buffer, publisher: string): StreamInfo | null {
   const stream = parseStreamFrame(head)
   return stream === undefined ? null : { ...stream, publisher: Buffer.from(publisher, 'latin1').toString('hex') }
 }
+
+/** Subscribe and unsubscribe messages that may wait to leave at once (the socket's send high-water mark). */
+const MAX_SUBSCRIPTION_BURST = 10_000
+const SUBSCRIBE = Buffer.from([1])
+const UNSUBSCRIBE = Buffer.from([0])
 
 const startsWith = (frame: Buffer, prefix: Buffer): boolean =>
   frame.length >= prefix.length && frame.compare(prefix, 0, prefix.length, 0, prefix.length) === 0

@@ -4,6 +4,9 @@ import { Type } from 'typebox'
 import { Publisher as RawPublisher } from 'zeromq'
 import { PubSubProxy } from '../../patterns/pubsub.js'
 import { defineTopic, Publisher, RpcError, Subscriber, waitForFlow, type Gap, type TopicMessage, type TopicSubscription } from '../../lib/index.js'
+import { encodeTopicEnvelope } from '../../lib/pubsub/frame.js'
+import { TopicProxy } from '../../lib/pubsub/proxy.js'
+import type { Epoch } from '../../lib/pubsub/subscriber.js'
 import { encodeCbor } from '../../lib/codec/cbor.js'
 import { TRANSPORTS, bindAddress, until } from '../helpers/endpoints.js'
 
@@ -175,6 +178,118 @@ describe('typed topics', function () {
       expect(seqs).to.deep.equal([1, 2, 5, 6])
       expect(gaps).to.deep.equal([{ topic: 'prices', key: 'G', publisher: '0707070707070707', missed: 2, seq: 5 }])
       expect(sub.stats).to.include({ gaps: 1, missed: 2, duplicates: 1 })
+    })
+  })
+
+  describe('a forged sequence number on an honest stream', () => {
+    it('starts a counted epoch, and the honest messages after it keep being delivered', async () => {
+      const raw = track(new RawPublisher({ linger: 0 }))
+      await raw.bind('tcp://127.0.0.1:*')
+      const epochs: Epoch[] = []
+      const sub = track(new Subscriber({ connect: raw.lastEndpoint!, onEpoch: (epoch) => epochs.push(epoch) }))
+      const news = sub.subscribe(News)
+      const honest = Buffer.alloc(8, 9)
+      const stream = Buffer.from('news\0k\0')
+      let seq = 0
+      // Readiness: honest messages until one arrives.
+      let first: Promise<TopicMessage<string>> | undefined = next(news, 5000)
+      for (let arrived = false; !arrived; ) {
+        await raw.send([stream, envelope(++seq, 'honest', honest)])
+        arrived = await Promise.race([first.then(() => true), sleep(20).then(() => false)])
+      }
+      first = undefined
+      // The attacker copies the publisher id off the wire and sends the largest sequence number.
+      // encodeTopicEnvelope writes 2^53-1 as a CBOR uint64 (cbor-x would write a float, which is malformed here).
+      await raw.send([stream, encodeTopicEnvelope(honest, Number.MAX_SAFE_INTEGER, encodeCbor('forged'))])
+      for (let i = 0; i < 3; i++) await raw.send([stream, envelope(++seq, `after ${i}`, honest)])
+      const got: string[] = []
+      for (;;) {
+        const msg = await next(news)
+        if (msg.data !== 'honest') got.push(msg.data)
+        if (msg.data === 'after 2') break
+      }
+      // Before: every later honest message was dropped as a duplicate of 2^53-1, for every subscriber.
+      expect(got).to.deep.equal(['forged', 'after 0', 'after 1', 'after 2'])
+      expect(sub.stats).to.include({ epochs: 1, gaps: 0 })
+      expect(epochs).to.deep.equal([{ topic: 'news', key: 'k', publisher: '0909090909090909', seq: Number.MAX_SAFE_INTEGER, previous: seq - 3 }])
+    })
+  })
+
+  describe('size limits', () => {
+    it('a publisher refuses a message over its maxMessageSize with RESOURCE_EXHAUSTED and sends nothing', async () => {
+      const { pub } = await direct({ maxMessageSize: 64 * 1024 })
+      expect(() => pub.publish(News, 'x'.repeat(70_000))).to.throw(RpcError).with.property('code', 'RESOURCE_EXHAUSTED')
+      expect(pub.stats).to.include({ published: 0, refused: 1 })
+      await pub.publish(News, 'small')
+      expect(pub.stats.published).to.equal(1)
+    })
+
+    const frontends = new WeakMap<TopicProxy, string>()
+    const proxyFrontend = async (proxy: TopicProxy): Promise<string> => frontends.get(proxy)!
+    async function throughProxy(proxyOptions: ConstructorParameters<typeof TopicProxy>[0]): Promise<{ sub: Subscriber; news: TopicSubscription<string>; pub: Publisher; raw: RawPublisher; proxy: TopicProxy; backend: string }> {
+      const proxy = track(new TopicProxy(proxyOptions))
+      const { frontend, backend } = await proxy.bind('tcp://127.0.0.1:*', 'tcp://127.0.0.1:*')
+      const pub = track(new Publisher({ connect: frontend }))
+      const raw = track(new RawPublisher({ linger: 0, sendHighWaterMark: 10 }))
+      raw.connect(frontend)
+      const sub = track(new Subscriber({ connect: backend }))
+      const news = sub.subscribe(News)
+      await waitForFlow(pub, sub)
+      frontends.set(proxy, frontend)
+      return { sub, news, pub, raw, proxy, backend }
+    }
+
+    /** Publishes every 50 ms until `news` gets one of these messages; fails after 2 s. */
+    async function flowsWithin2s(pub: Publisher, news: TopicSubscription<string>): Promise<void> {
+      const wanted = `after ${Date.now()}`
+      const got = next(news, 2000)
+      for (let i = 0; i < 40; i++) {
+        await pub.publish(News, wanted)
+        const msg = await Promise.race([got, sleep(50).then(() => undefined)])
+        if (msg !== undefined) {
+          if (msg.data === wanted) return
+          return flowsWithin2s(pub, news)
+        }
+      }
+      await got
+    }
+
+    it('the proxy drops a 5 MiB message (counted), and its subscribers keep receiving', async () => {
+      const { sub, news, pub, raw, proxy } = await throughProxy({})
+      // A multipart message whose frames are each under 4 MiB but together over it: dropped by the proxy.
+      await raw.send([Buffer.from('news\0k\0'), Buffer.alloc(3 << 20), Buffer.alloc(2 << 20)])
+      // One frame over 4 MiB: libzmq ends that publisher's connection at the proxy.
+      await raw.send([Buffer.from('news\0k\0'), Buffer.alloc(5 << 20)])
+      await flowsWithin2s(pub, news)
+      await until(() => proxy.stats.oversized === 1, 2000, 'the oversized count')
+      expect(sub.stats.recoveries).to.equal(0)
+    })
+
+    it('a subscriber whose connection dies on a message over its maxMessageSize recovers and resubscribes by itself', async () => {
+      const { sub, news, pub, raw } = await throughProxy({ maxMessageSize: 8 << 20 })
+      await raw.send([Buffer.from('news\0k\0'), Buffer.alloc(5 << 20)])
+      await until(() => sub.stats.recoveries === 1, 3000, 'the subscriber to replace its socket')
+      // Before: the subscriber's connection was gone for good and nothing ever arrived again.
+      await flowsWithin2s(pub, news)
+    })
+
+    it('the proxy keeps listening for publishers after all of them left for a while', async () => {
+      const { sub, news, pub, proxy } = await throughProxy({})
+      await pub.close()
+      await sleep(1200) // past the transport's recovery delay (500 ms) and the proxy's guard (1 s)
+      const frontend = await proxyFrontend(proxy)
+      const second = track(new Publisher({ connect: frontend }))
+      await waitForFlow(second, sub)
+      await flowsWithin2s(second, news)
+    })
+
+    it('the proxy passes at most maxSubscriptions distinct prefixes upstream, and subscribers on known ones keep receiving', async () => {
+      const { news, pub, proxy, backend } = await throughProxy({ maxSubscriptions: 50 })
+      const flood = track(new Subscriber({ connect: backend }))
+      for (let i = 0; i < 500; i++) flood.subscribe(News, { key: `flood-${i}` })
+      await until(() => proxy.stats.subscriptionsRefused === 451 && proxy.stats.prefixes === 50, 3000, 'the subscription bound')
+      await flowsWithin2s(pub, news)
+      expect(proxy.stats.prefixes).to.equal(50)
     })
   })
 
