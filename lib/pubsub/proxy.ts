@@ -53,7 +53,6 @@ export interface TopicProxyStats {
   prefixes: number
 }
 
-const GUARD_MS = 1000
 const SUBSCRIBE = 1
 const UNSUBSCRIBE = 0
 
@@ -67,16 +66,13 @@ const UNSUBSCRIBE = 0
  * await proxy.close()
  */
 export class TopicProxy {
-  readonly stats: TopicProxyStats = { messages: 0, subscriptions: 0, unsubscriptions: 0, oversized: 0, publisherDisconnects: 0, subscriptionsRefused: 0, dropped: 0, prefixes: 0 }
+  readonly #stats: TopicProxyStats = { messages: 0, subscriptions: 0, unsubscriptions: 0, oversized: 0, publisherDisconnects: 0, subscriptionsRefused: 0, dropped: 0, prefixes: 0 }
   readonly #upstream: TransportSocket
   readonly #downstream: TransportSocket
   /** Distinct prefixes passed upstream (latin1), as the XPUB reports them: added on subscribe, removed on the last unsubscribe. */
   readonly #prefixes = new Set<string>()
   readonly #maxMessageSize: number
   readonly #maxSubscriptions: number
-  #frontend: string | undefined
-  #guard: NodeJS.Timeout | undefined
-  #recoveries = 0
 
   constructor(options: TopicProxyOptions = {}) {
     this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_CBOR_LIMITS.maxBytes
@@ -93,11 +89,6 @@ export class TopicProxy {
       },
       { onMessage: (frames) => this.#down(frames) },
     )
-    // The transport's recovery is for connecting sockets: it would replace this bound one with a
-    // socket bound nowhere once its publishers have gone for half a second (it keys connections by
-    // the listening address, so one publisher leaving is enough). Off for this instance; #guardBind
-    // catches a recovery should the transport still make one.
-    ;(this.#upstream as unknown as { recover(): void }).recover = () => undefined
     this.#downstream = new TransportSocket(
       {
         type: 'xpub',
@@ -115,28 +106,28 @@ export class TopicProxy {
     )
   }
 
+  /** Counters; `publisherDisconnects` is read from the publisher-side socket. */
+  get stats(): TopicProxyStats {
+    return { ...this.#stats, publisherDisconnects: this.#upstream.counters.disconnects }
+  }
+
   /** Binds the frontend (for publishers) and the backend (for subscribers); returns them resolved. */
   async bind(frontend: string, backend: string): Promise<{ frontend: string; backend: string }> {
-    this.#frontend = await this.#upstream.bind(frontend)
-    const bound = { frontend: this.#frontend, backend: await this.#downstream.bind(backend) }
-    this.#guard ??= setInterval(() => void this.#guardBind(), GUARD_MS).unref()
+    const bound = { frontend: await this.#upstream.bind(frontend), backend: await this.#downstream.bind(backend) }
     return bound
   }
 
   /** Closes both sides; resolves when both receive loops have stopped. */
   async close(): Promise<void> {
-    clearInterval(this.#guard)
-    this.stats.publisherDisconnects = this.#upstream.counters.disconnects
     await Promise.all([this.#upstream.close(), this.#downstream.close()])
   }
 
   #down(frames: Buffer[]): void {
-    this.stats.publisherDisconnects = this.#upstream.counters.disconnects
     let bytes = 0
     for (const frame of frames) bytes += frame.length
-    if (bytes > this.#maxMessageSize || frames.length === 0) return void this.stats.oversized++
-    if (this.#downstream.pushWithHead(frames.slice(0, -1), frames[frames.length - 1]!)) this.stats.messages++
-    else this.stats.dropped++
+    if (bytes > this.#maxMessageSize || frames.length === 0) return void this.#stats.oversized++
+    if (this.#downstream.pushWithHead(frames.slice(0, -1), frames[frames.length - 1]!)) this.#stats.messages++
+    else this.#stats.dropped++
   }
 
   #up(frame: Buffer | undefined): void {
@@ -144,36 +135,16 @@ export class TopicProxy {
     const id = frame.toString('latin1', 1)
     if (frame[0] === SUBSCRIBE) {
       if (!this.#prefixes.has(id)) {
-        if (this.#prefixes.size >= this.#maxSubscriptions) return void this.stats.subscriptionsRefused++
+        if (this.#prefixes.size >= this.#maxSubscriptions) return void this.#stats.subscriptionsRefused++
         this.#prefixes.add(id)
       }
-      this.stats.subscriptions++
+      this.#stats.subscriptions++
     } else if (frame[0] === UNSUBSCRIBE) {
       // Not passed up: a prefix refused while full, so the publishers never had it.
       if (!this.#prefixes.delete(id)) return
-      this.stats.unsubscriptions++
+      this.#stats.unsubscriptions++
     } else return
-    this.stats.prefixes = this.#prefixes.size
-    if (!this.#upstream.push(frame)) this.stats.dropped++
-  }
-
-  /**
-   * The transport replaces a socket whose connections all ended without a retry, reconnecting its
-   * connected endpoints; a bound socket has none, so its replacement would listen nowhere. Recovery
-   * is put off as far as a timer allows; should it still happen, bind again and pass every
-   * subscription up again.
-   */
-  async #guardBind(): Promise<void> {
-    const { recoveries, disconnects } = this.#upstream.counters
-    this.stats.publisherDisconnects = disconnects
-    if (recoveries === this.#recoveries || this.#frontend === undefined || this.#upstream.closed) return
-    this.#recoveries = recoveries
-    try {
-      await this.#upstream.bind(this.#frontend)
-      for (const id of this.#prefixes) this.#upstream.push(Buffer.concat([Buffer.from([SUBSCRIBE]), Buffer.from(id, 'latin1')]))
-    } catch {
-      // The port is not free yet: try again at the next check.
-      this.#recoveries--
-    }
+    this.#stats.prefixes = this.#prefixes.size
+    if (!this.#upstream.push(frame)) this.#stats.dropped++
   }
 }

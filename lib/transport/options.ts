@@ -56,11 +56,12 @@ export function highWaterMark(budgetBytes: number, maxMessageSize: number): numb
 }
 
 /** libzmq options for a zeromq.js socket, derived from {@link TransportOptions}. */
-export function zmqOptions(options: TransportOptions, bound: boolean): Record<string, number> {
+export function zmqOptions(options: TransportOptions, bound: boolean, canSend = true): Record<string, number> {
   const hwm = highWaterMark(options.peerBufferBytes ?? TRANSPORT_DEFAULTS.peerBufferBytes, options.maxMessageSize)
   return {
     maxMessageSize: options.maxMessageSize,
-    sendHighWaterMark: hwm,
+    // A SUB socket has no send high-water mark in zeromq.js (setting one throws).
+    ...(canSend && { sendHighWaterMark: hwm }),
     receiveHighWaterMark: hwm,
     linger: options.lingerMs ?? (bound ? 200 : 0),
     reconnectInterval: options.reconnectIntervalMs ?? TRANSPORT_DEFAULTS.reconnectIntervalMs,

@@ -80,6 +80,10 @@ export class TransportSocket implements FrameSink {
   private socket: Socket
   private readonly queue: SendQueue
   private readonly connected: string[] = []
+  /** Bound endpoints: a socket that listens is never replaced (its replacement would listen nowhere). */
+  private bound = false
+  /** Connections that ended and that libzmq has not yet retried or restored. */
+  private readonly unrecovered = new Set<string>()
   private readonly ready = new Set<string>()
   private readonly peers = new Set<string>()
   private readonly loops = new Set<Promise<void>>()
@@ -127,6 +131,7 @@ export class TransportSocket implements FrameSink {
   async bind(endpoint: string): Promise<string> {
     checkEndpoint(endpoint, 'bind')
     if (this.isClosed) throw new Error('socket is closed')
+    this.bound = true
     await this.socket.bind(endpoint)
     this.startLoop(this.socket)
     return this.socket.lastEndpoint ?? endpoint
@@ -184,7 +189,7 @@ export class TransportSocket implements FrameSink {
 
   private open(): Socket {
     const bound = this.options.type === 'router' || this.options.type === 'xpub'
-    const base = { ...zmqOptions(this.options, bound), ...this.options.socketOptions }
+    const base = { ...zmqOptions(this.options, bound, this.options.type !== 'sub'), ...this.options.socketOptions }
     let socket: Socket
     switch (this.options.type) {
       case 'router':
@@ -213,38 +218,45 @@ export class TransportSocket implements FrameSink {
   /** Follows a connecting socket's monitor events. */
   private watch(socket: Socket): void {
     const events = socket.events
+    const current = (): boolean => socket === this.socket && !this.isClosed
     events.on('handshake', ({ address }) => {
-      if (socket !== this.socket) return
+      if (!current()) return
       this.counters.connects++
-      clearTimeout(this.recoverTimer)
-      this.recoverTimer = undefined
+      this.unrecovered.delete(address)
       this.markReady(address)
     })
     events.on('disconnect', ({ address }) => {
-      if (socket !== this.socket) return
+      if (!current()) return
       this.counters.disconnects++
       this.ready.delete(address)
       if (this.ready.size === 0) this.setState('connecting', `connection to ${address} lost`)
       // libzmq retries at once after an ordinary loss; silence means it gave this connection up.
+      // Only connections this socket made can be made again; a bound socket's peers reconnect themselves.
+      if (this.bound) return
+      this.unrecovered.add(address)
       this.recoverTimer ??= setTimeout(() => this.recover(), this.options.recoverAfterMs ?? TRANSPORT_DEFAULTS.recoverAfterMs)
     })
     events.on('connect:retry', ({ address }) => {
-      if (socket !== this.socket) return
-      clearTimeout(this.recoverTimer)
-      this.recoverTimer = undefined
+      if (!current()) return
+      this.unrecovered.delete(address)
       if (this.ready.size === 0) this.setState('failing', `cannot connect to ${address}`)
     })
     events.on('handshake:error:protocol', ({ address, error }) => {
-      if (socket === this.socket) this.lastDetail = `handshake with ${address} failed: ${error.message}`
+      if (current()) this.lastDetail = `handshake with ${address} failed: ${error.message}`
     })
   }
 
-  /** Replaces a socket whose connection libzmq gave up, keeping endpoints, options and the queue. */
+  /**
+   * Replaces a socket with a connection libzmq gave up on, keeping endpoints, options and the send
+   * queue. Its other connections, if any, are made again too; `onState` reports the way back to ready.
+   */
   private recover(): void {
     this.recoverTimer = undefined
-    if (this.isClosed || this.ready.size > 0) return
+    if (this.isClosed || this.unrecovered.size === 0) return
+    this.unrecovered.clear()
     this.counters.recoveries++
     const old = this.socket
+    this.ready.clear()
     this.socket = this.open()
     old.close()
     for (const endpoint of this.connected) this.socket.connect(endpoint)
@@ -278,9 +290,15 @@ export class TransportSocket implements FrameSink {
     try {
       for await (const message of socket as unknown as AsyncIterable<Buffer[]>) {
         if (socket !== this.socket) break
-        if (notify && message.length === 2 && message[1]!.length === 0) {
-          this.onNotice(message[0]!)
-          continue
+        if (notify) {
+          if (message.length === 2 && message[1]!.length === 0) {
+            this.onNotice(message[0]!)
+            continue
+          }
+          // A peer can send an empty message itself, which reads as a notice (there is no telling
+          // them apart): it only ends its own calls. Whatever it sends next shows it is still here.
+          const id = message[0]
+          if (id !== undefined && !this.peers.has(id.toString('latin1'))) this.onNotice(id)
         }
         this.counters.received++
         for (const frame of message) this.counters.receivedBytes += frame.length
