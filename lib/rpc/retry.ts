@@ -9,7 +9,9 @@
  *   anything else            no                  no
  * ```
  * At most {@link MAX_ATTEMPTS} attempts, all within the call's original deadline, and never once the
- * caller's signal has aborted. docs/protocol.md (section 3, Client) states the same rule.
+ * caller's signal has aborted. A retry after a lost worker or connection waits for a connection
+ * (the endpoint was up a moment ago: a restart); a retry of a call refused before it started fails
+ * fast like a new call. docs/protocol.md (section 3, Client) states the same rule.
  */
 import { RpcError } from '../errors.js'
 
@@ -33,4 +35,13 @@ export function retryPolicy(err: unknown, idempotent: boolean): boolean {
   if (detail(err, 'notStarted')) return true
   if (!idempotent || err.code !== 'UNAVAILABLE') return false
   return detail(err, 'workerLost') || detail(err, 'connectionLost')
+}
+
+/**
+ * True when the retry of a call that failed with `err` should wait for a connection, up to the
+ * deadline, rather than fail fast: the call was in flight when its worker or connection went, so
+ * the endpoint was reachable a moment ago and is likely restarting.
+ */
+export function retryWaitsForReady(err: unknown): boolean {
+  return err instanceof RpcError && !detail(err, 'notStarted') && (detail(err, 'workerLost') || detail(err, 'connectionLost'))
 }

@@ -15,7 +15,7 @@ import { MAX_ID, type Metadata } from '../codec/envelope.js'
 import { checkEndpoint } from '../transport/endpoint.js'
 import { Channel, type ChannelStats } from '../rpc/channel.js'
 import { mdpFraming } from '../rpc/framing.js'
-import { MAX_ATTEMPTS, retryPolicy } from '../rpc/retry.js'
+import { MAX_ATTEMPTS, retryPolicy, retryWaitsForReady } from '../rpc/retry.js'
 import type { CallOptions, ServiceClient, ServiceDefinition } from './contract.js'
 import { validatorsFor } from './validator.js'
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT_MS } from '../rpc/limits.js'
@@ -134,7 +134,7 @@ export class RpcClient {
     checkMetadata(options.metadata)
     const deadline = Date.now() + timeoutMs
     const { signal, metadata } = options
-    const waitForReady = options.waitForReady ?? this.options.waitForReady ?? false
+    let waitForReady = options.waitForReady ?? this.options.waitForReady ?? false
     const tried = new Set<Channel>()
     for (let attempt = 1; ; attempt++) {
       const channel = this.pickChannel(tried)
@@ -144,6 +144,7 @@ export class RpcClient {
       } catch (err) {
         const again = attempt < MAX_ATTEMPTS && deadline - Date.now() >= 1 && signal?.aborted !== true && !this.closed && retryPolicy(err, idempotent)
         if (!again) throw withCallerStack(err)
+        waitForReady ||= retryWaitsForReady(err)
       }
     }
   }

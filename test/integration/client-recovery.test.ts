@@ -2,7 +2,7 @@ import { expect } from 'chai'
 import { RpcClient, RpcError, RpcServer, defineService } from '../../lib/index.js'
 import { encodeCbor } from '../../lib/codec/cbor.js'
 import { encodeError, encodeReply } from '../../lib/codec/envelope.js'
-import { MAX_ATTEMPTS, retryPolicy } from '../../lib/rpc/retry.js'
+import { MAX_ATTEMPTS, retryPolicy, retryWaitsForReady } from '../../lib/rpc/retry.js'
 import { Calc, calcHandlers, type CalcProbe } from '../helpers/calc.js'
 import { TRANSPORTS, bindAddress, rejection, sleep, until } from '../helpers/endpoints.js'
 import { RawServer, requestsIn } from './client-raw-server.js'
@@ -100,6 +100,13 @@ describe('the retry table', () => {
     expect(retryPolicy(new RpcError('INTERNAL', 'x', { connectionLost: true }), true)).to.equal(false)
     expect(retryPolicy(new Error('plain'), true)).to.equal(false)
     expect(MAX_ATTEMPTS).to.equal(3)
+  })
+
+  it('lets a retry after a lost connection or worker wait for the connection; a refused one fails fast', () => {
+    expect(retryWaitsForReady(error({ connectionLost: true }))).to.equal(true)
+    expect(retryWaitsForReady(error({ workerLost: true }))).to.equal(true)
+    expect(retryWaitsForReady(error({ notStarted: true }))).to.equal(false)
+    expect(retryWaitsForReady(error())).to.equal(false)
   })
 })
 
