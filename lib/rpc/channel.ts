@@ -23,10 +23,11 @@
  */
 import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
-import { Kind, MAX_ID, encodeCancel, encodeRequest, parseFrame, type Envelope, type Malformed, type Metadata } from '../codec/envelope.js'
+import { MAX_ID, encodeCancel, encodeRequest, type Metadata } from '../codec/envelope.js'
 import { TransportSocket, type ConnectionState } from '../transport/socket.js'
 import { atDeadline, type DeadlineTimer } from './deadline-timer.js'
 import { directFraming, type Framing } from './framing.js'
+import { deliver, type ReplyContext, type ReplyCounters } from './channel-replies.js'
 
 export interface ChannelOptions {
   readonly maxMessageSize: number
@@ -59,16 +60,8 @@ interface Pending {
 }
 
 /** Counters a channel keeps; exposed through the client's stats. */
-export interface ChannelCounters {
+export interface ChannelCounters extends ReplyCounters {
   calls: number
-  /** Replies for calls that had already ended (late, cancelled) or ids never sent: dropped quietly. */
-  lateReplies: number
-  /** Frames or envelopes from the server that could not be read. */
-  malformed: number
-  /** Envelopes of a kind this client does not know (a newer peer): ignored, as protocol.md says. */
-  unknownKinds: number
-  /** Broker messages dropped whole: more than one envelope, or a reply from another service than its call's. */
-  misrouted: number
   /** Times a ready connection went away, failing the calls written on it. */
   connectionsLost: number
   /** Calls failed at once because the endpoint could not be reached. */
@@ -94,6 +87,7 @@ export class Channel {
   private closed = false
   private wasReady = false
   private readonly counters: ChannelCounters = { calls: 0, lateReplies: 0, malformed: 0, unknownKinds: 0, misrouted: 0, connectionsLost: 0, failedFast: 0 }
+  private readonly replies: ReplyContext
 
   /** `endpoint` must have passed checkEndpoint: the socket layer checks it again, but the client does first. */
   constructor(
@@ -103,10 +97,11 @@ export class Channel {
   ) {
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: options.maxMessageSize }
     this.framing = options.framing ?? directFraming
+    this.replies = { endpoint, framing: this.framing, limits: this.limits, pending: this.pending, counters: this.counters }
     this.socket = new TransportSocket(
       // A short linger, so the CANCELs that close() writes can leave after the socket closes.
       { type: 'dealer', maxMessageSize: options.maxMessageSize, coalesce: options.coalesce && this.framing.coalesce, lingerMs: CLOSE_DRAIN_MS },
-      { onMessage: (frames) => this.onMessage(frames), onState: (state) => this.onState(state) },
+      { onMessage: (frames) => deliver(frames, this.replies), onState: (state) => this.onState(state) },
     )
     try {
       this.socket.connect(endpoint)
@@ -257,62 +252,4 @@ export class Channel {
       }
     }
   }
-
-  private onMessage(message: Buffer[]): void {
-    const opened = this.framing.unwrap(message)
-    if (opened === undefined) {
-      this.counters.malformed++
-      return
-    }
-    const envelopes = parseFrame(opened.frame, this.limits)
-    if (this.framing.oneReplyPerMessage && envelopes.length !== 1) {
-      this.counters.misrouted++
-      return
-    }
-    for (const env of envelopes) this.onEnvelope(env, opened.service)
-  }
-
-  private onEnvelope(env: Envelope | Malformed, from: string | undefined): void {
-    if (env.kind === 'malformed') {
-      if (isUnknownKind(env)) {
-        this.counters.unknownKinds++
-        return
-      }
-      this.counters.malformed++
-      // A reply we cannot read still ends its call, if we know which call it was.
-      const call = env.id === undefined ? undefined : this.callFor(env.id, from)
-      call?.reject(new RpcError('INTERNAL', `unreadable reply from ${this.endpoint}: ${env.reason}`))
-      return
-    }
-    if (env.kind === Kind.Request || env.kind === Kind.Cancel) {
-      this.counters.malformed++
-      return
-    }
-    const call = this.callFor(env.id, from)
-    if (call === undefined) return
-    if (env.kind === Kind.Reply) call.resolve(env.result)
-    else call.reject(new RpcError(env.code, env.message, env.details ?? undefined))
-  }
-
-  /** The written call with this id, if the message may end it; counts what it drops. */
-  private callFor(id: number, from: string | undefined): Pending | undefined {
-    const call = this.pending.get(id)
-    if (call === undefined || !call.sent) {
-      this.counters.lateReplies++
-      return undefined
-    }
-    if (from !== undefined && from !== call.service) {
-      this.counters.misrouted++
-      return undefined
-    }
-    return call
-  }
-}
-
-/**
- * The codec marks an unknown kind with `unknownKind`; an older codec marks it only with the code
- * UNIMPLEMENTED, which it uses for nothing else at a client.
- */
-function isUnknownKind(env: Malformed): boolean {
-  return 'unknownKind' in env || env.code === 'UNIMPLEMENTED'
 }
