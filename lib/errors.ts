@@ -39,8 +39,9 @@ export function isStatusCode(value: unknown): value is StatusCode {
 }
 
 /**
- * Codes after which the same call may be sent again without harm: the server either never saw it
- * or said it could not take it now.
+ * Codes that may carry a retry hint. The code alone never decides a retry: the details do
+ * (`notStarted`, `workerLost`, `connectionLost`), through the one table in lib/rpc/retry.ts
+ * that the client uses for every retry.
  */
 export const RETRYABLE_CODES: ReadonlySet<StatusCode> = new Set(['UNAVAILABLE', 'RESOURCE_EXHAUSTED'])
 

@@ -1,5 +1,6 @@
 /**
- * A channel: one DEALER socket to one server endpoint, with its own pending-call table.
+ * A channel: one DEALER (a TransportSocket) to one server or broker endpoint, with its own
+ * pending-call table.
  *
  * Calls are written through the socket's send queue and matched to replies by id. Every call ends
  * exactly once: with its reply, an error from the server, its deadline, its caller's signal, a lost
@@ -12,18 +13,25 @@
  * Through a Majordomo broker each frame rides in its own MDP client message instead (see framing.ts).
  * There a CANCEL cannot reach the worker: cancelling or timing out ends the call here only, and the
  * worker's `ctx.signal` aborts at the deadline, which travels in the request.
+ *
+ * Connection state (gRPC's fail-fast): a call is written only while the socket is `ready`. While it
+ * is `connecting` the call waits for the outcome; while it is `failing` (refused, unresolvable) the
+ * call fails at once with UNAVAILABLE `{ notStarted: true }`, unless it asked to `waitForReady`.
+ * When a ready connection goes (lost, or replaced after a fatal error such as an oversized reply),
+ * the calls written on it fail at once with UNAVAILABLE `{ connectionLost: true }`; the socket layer
+ * reconnects and later calls go through.
  */
-import { Dealer } from 'zeromq'
 import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
-import { Kind, encodeCancel, encodeRequest, parseFrame, type Metadata } from '../codec/envelope.js'
-import { SendQueue } from '../transport/send-queue.js'
+import { MAX_ID, encodeCancel, encodeRequest, type Metadata } from '../codec/envelope.js'
+import { TransportSocket, type ConnectionState } from '../transport/socket.js'
+import { atDeadline, type DeadlineTimer } from './deadline-timer.js'
 import { directFraming, type Framing } from './framing.js'
+import { deliver, type ReplyContext, type ReplyCounters } from './channel-replies.js'
 
 export interface ChannelOptions {
   readonly maxMessageSize: number
   readonly coalesce: boolean
-  readonly sendHighWaterMark?: number
   /** How frames travel (default: direct to a zrpc server). */
   readonly framing?: Framing
 }
@@ -33,63 +41,91 @@ export interface CallOptions {
   readonly deadline: number
   readonly signal?: AbortSignal | undefined
   readonly metadata?: Metadata | undefined
+  /** Wait for a connection up to the deadline, instead of failing fast while the endpoint cannot be reached. */
+  readonly waitForReady?: boolean | undefined
 }
 
+/** How long close() lets the CANCELs of pending calls leave before the socket goes (ms). */
+export const CLOSE_DRAIN_MS = 100
+
 interface Pending {
+  readonly service: string
+  readonly method: string
+  readonly params: Uint8Array
+  readonly options: CallOptions
+  /** Written to the socket; false while the call waits for a connection. */
+  sent: boolean
   resolve(result: Uint8Array): void
   reject(err: RpcError): void
 }
 
 /** Counters a channel keeps; exposed through the client's stats. */
-export interface ChannelStats {
+export interface ChannelCounters extends ReplyCounters {
   calls: number
+  /** Times a ready connection went away, failing the calls written on it. */
+  connectionsLost: number
+  /** Calls failed at once because the endpoint could not be reached. */
+  failedFast: number
+}
+
+/** A channel's counters, connection state and the socket layer's recoveries. */
+export interface ChannelStats extends ChannelCounters {
   inFlight: number
-  /** Replies for calls that had already ended (late, cancelled) or ids never sent: dropped quietly. */
-  lateReplies: number
-  /** Frames or envelopes from the server that could not be read. */
-  malformed: number
+  connected: boolean
+  state: ConnectionState
+  /** Why the state last changed, e.g. "cannot connect to 127.0.0.1:5555". */
+  stateDetail: string
+  /** Sockets replaced after a connection died without a libzmq retry (oversized message). */
+  recoveries: number
 }
 
 export class Channel {
-  private readonly socket: Dealer
-  private readonly queue: SendQueue
+  private readonly socket: TransportSocket
   private readonly pending = new Map<number, Pending>()
   private readonly limits: CborLimits
   private readonly framing: Framing
   private closed = false
-  /** Whether the connection is up, as far as libzmq's monitor has told us. */
-  connected: boolean
-  readonly stats: ChannelStats = { calls: 0, inFlight: 0, lateReplies: 0, malformed: 0 }
+  private wasReady = false
+  private readonly counters: ChannelCounters = { calls: 0, lateReplies: 0, malformed: 0, unknownKinds: 0, misrouted: 0, connectionsLost: 0, failedFast: 0 }
+  private readonly replies: ReplyContext
 
+  /** `endpoint` must have passed checkEndpoint: the socket layer checks it again, but the client does first. */
   constructor(
     readonly endpoint: string,
     private readonly nextId: () => number,
     private readonly options: ChannelOptions,
   ) {
-    this.socket = new Dealer({
-      linger: 0,
-      maxMessageSize: options.maxMessageSize,
-      sendHighWaterMark: options.sendHighWaterMark ?? 100_000,
-      receiveHighWaterMark: 100_000,
-    })
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: options.maxMessageSize }
     this.framing = options.framing ?? directFraming
-    this.queue = new SendQueue(this.socket, { coalesce: options.coalesce && this.framing.coalesce, maxFrameBytes: Math.min(256 * 1024, options.maxMessageSize) })
-    // A connection that drops takes its in-flight calls with it: the server's replies would go to a
-    // routing id that no longer exists. Fail them now instead of at their deadlines.
-    this.socket.events.on('disconnect', () => {
-      this.connected = false
-      this.failAll('UNAVAILABLE', `connection to ${endpoint} lost; the call may or may not have run`, { connectionLost: true })
-    })
-    // inproc connections raise no monitor events; they exist as soon as both ends do.
-    this.connected = endpoint.startsWith('inproc://')
-    this.socket.events.on('connect', () => (this.connected = true))
-    this.socket.connect(endpoint)
-    void this.receiveLoop()
+    this.replies = { endpoint, framing: this.framing, limits: this.limits, pending: this.pending, counters: this.counters }
+    this.socket = new TransportSocket(
+      // A short linger, so the CANCELs that close() writes can leave after the socket closes.
+      { type: 'dealer', maxMessageSize: options.maxMessageSize, coalesce: options.coalesce && this.framing.coalesce, lingerMs: CLOSE_DRAIN_MS },
+      { onMessage: (frames) => deliver(frames, this.replies), onState: (state) => this.onState(state) },
+    )
+    try {
+      this.socket.connect(endpoint)
+    } catch (err) {
+      void this.socket.close()
+      throw err
+    }
   }
 
   get inFlight(): number {
     return this.pending.size
+  }
+
+  get state(): ConnectionState {
+    return this.socket.state
+  }
+
+  get connected(): boolean {
+    return this.socket.state === 'ready'
+  }
+
+  get stats(): ChannelStats {
+    const { state, stateDetail } = this.socket
+    return { ...this.counters, inFlight: this.pending.size, connected: state === 'ready', state, stateDetail, recoveries: this.socket.counters.recoveries }
   }
 
   /** Sends one call and resolves with the result bytes, or rejects with an RpcError. */
@@ -97,29 +133,33 @@ export class Channel {
     if (this.closed) return Promise.reject(new RpcError('CANCELLED', 'client is closed'))
     const { signal } = options
     if (signal?.aborted) return Promise.reject(new RpcError('CANCELLED', 'call cancelled before it was sent'))
-    const remaining = Math.ceil(options.deadline - Date.now())
-    if (remaining <= 0) return Promise.reject(new RpcError('DEADLINE_EXCEEDED', 'deadline passed before the call was sent'))
-
     const id = this.nextId()
-    const frame = encodeRequest(id, service, method, remaining, options.metadata ?? null, params)
-    if (frame.length > this.options.maxMessageSize) {
-      return Promise.reject(new RpcError('RESOURCE_EXHAUSTED', `request of ${frame.length} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`))
+    const frame = this.encode(id, service, method, params, options)
+    if (frame instanceof RpcError) return Promise.reject(frame)
+    const state = this.socket.state
+    if (state === 'failing' && options.waitForReady !== true) {
+      this.counters.failedFast++
+      return Promise.reject(this.unreachable())
     }
 
     return new Promise<Uint8Array>((resolve, reject) => {
       const onAbort = (): void => {
-        if (!this.pending.has(id)) return
-        this.sendCancel(service, id)
-        end()
-        reject(new RpcError('CANCELLED', 'call cancelled by the caller'))
+        const call = this.pending.get(id)
+        if (call === undefined) return
+        if (call.sent) this.sendCancel(service, id)
+        call.reject(new RpcError('CANCELLED', 'call cancelled by the caller'))
       }
       const end = (): void => {
         this.pending.delete(id)
-        this.stats.inFlight = this.pending.size
-        clearTimeout(timer)
+        timer.clear()
         signal?.removeEventListener('abort', onAbort)
       }
-      this.pending.set(id, {
+      const call: Pending = {
+        service,
+        method,
+        params,
+        options,
+        sent: false,
         resolve: (result) => {
           end()
           resolve(result)
@@ -128,79 +168,87 @@ export class Channel {
           end()
           reject(err)
         },
-      })
-      this.stats.calls++
-      this.stats.inFlight = this.pending.size
-      const timer = setTimeout(() => {
-        // No CANCEL: the server holds the same budget and aborts the handler itself, with the reason
-        // DEADLINE_EXCEEDED that its handler should see, at most one trip later.
-        end()
-        reject(new RpcError('DEADLINE_EXCEEDED', `deadline of ${remaining} ms exceeded calling ${service}.${method}`))
-      }, remaining)
-      signal?.addEventListener('abort', onAbort, { once: true })
-      if (!this.framing.push(this.queue, service, frame)) {
-        end()
-        reject(new RpcError('RESOURCE_EXHAUSTED', 'send queue is full'))
       }
+      this.pending.set(id, call)
+      this.counters.calls++
+      const budget = Math.round(options.deadline - Date.now())
+      // No CANCEL at the deadline: the server holds the same budget and aborts the handler itself, with
+      // the reason DEADLINE_EXCEEDED that its handler should see, at most one trip later.
+      const timer: DeadlineTimer = atDeadline(options.deadline, () =>
+        call.reject(
+          call.sent
+            ? new RpcError('DEADLINE_EXCEEDED', `deadline of ${budget} ms exceeded calling ${service}.${method}`)
+            : new RpcError('DEADLINE_EXCEEDED', `deadline of ${budget} ms exceeded waiting for ${this.endpoint}: ${this.socket.stateDetail}`, { notStarted: true }),
+        ),
+      )
+      signal?.addEventListener('abort', onAbort, { once: true })
+      if (state === 'ready') this.send(id, call, frame)
     })
   }
 
-  /** Rejects every pending call with CANCELLED and closes the socket. */
-  close(): void {
+  /**
+   * Ends every pending call with CANCELLED: the calls already written get a CANCEL (direct framing),
+   * given up to {@link CLOSE_DRAIN_MS} to leave, so servers stop working for nobody. Then closes the socket.
+   */
+  async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    this.failAll('CANCELLED', 'client closed')
-    this.socket.close()
+    const calls = [...this.pending]
+    if (this.framing.canCancel && this.socket.state === 'ready') {
+      for (const [id, call] of calls) if (call.sent) this.sendCancel(call.service, id)
+    }
+    await this.socket.close(CLOSE_DRAIN_MS)
+    // Rejected last, right before close() resolves, so a caller that awaits close() before handling
+    // its calls' rejections does not see them reported as unhandled.
+    for (const [, call] of calls) call.reject(new RpcError('CANCELLED', 'client closed'))
+  }
+
+  /** The REQUEST frame with the budget left now, or the error that keeps it from being sent. */
+  private encode(id: number, service: string, method: string, params: Uint8Array, options: CallOptions): Buffer | RpcError {
+    const remaining = Math.min(MAX_ID, Math.ceil(options.deadline - Date.now()))
+    if (remaining <= 0) return new RpcError('DEADLINE_EXCEEDED', 'deadline passed before the call was sent', { notStarted: true })
+    const frame = encodeRequest(id, service, method, remaining, options.metadata ?? null, params)
+    if (frame.length > this.options.maxMessageSize) {
+      return new RpcError('RESOURCE_EXHAUSTED', `request of ${frame.length} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
+    }
+    return frame
+  }
+
+  private send(id: number, call: Pending, frame: Buffer): void {
+    if (this.framing.push(this.socket, call.service, frame)) call.sent = true
+    else call.reject(new RpcError('RESOURCE_EXHAUSTED', `send queue to ${this.endpoint} is full`, { notStarted: true }))
   }
 
   private sendCancel(service: string, id: number): void {
-    if (this.framing.canCancel) this.framing.push(this.queue, service, encodeCancel(id))
+    if (this.framing.canCancel) this.framing.push(this.socket, service, encodeCancel(id))
   }
 
-  private failAll(code: 'CANCELLED' | 'UNAVAILABLE', message: string, details?: unknown): void {
-    for (const call of [...this.pending.values()]) call.reject(new RpcError(code, message, details))
+  private unreachable(): RpcError {
+    return new RpcError(
+      'UNAVAILABLE',
+      `${this.endpoint} is unavailable (${this.socket.stateDetail}); the call was not sent. Is the server running there? Pass waitForReady: true to wait for it`,
+      { notStarted: true, endpoint: this.endpoint },
+    )
   }
 
-  private async receiveLoop(): Promise<void> {
-    try {
-      for await (const frames of this.socket) {
-        const frame = this.framing.unwrap(frames)
-        if (frame === undefined) {
-          this.stats.malformed++
-          continue
-        }
-        this.onFrame(frame)
-      }
-    } catch (err) {
-      // Closing the socket ends the loop with an error; anything else while open is a real fault.
-      if (!this.closed) this.failAll('UNAVAILABLE', `channel to ${this.endpoint} failed: ${String(err)}`)
+  private onState(state: ConnectionState): void {
+    if (this.closed) return
+    if (this.wasReady && state !== 'ready') {
+      // The server's replies would go to a connection that no longer exists: fail now, not at the deadlines.
+      this.counters.connectionsLost++
+      const lost = new RpcError('UNAVAILABLE', `connection to ${this.endpoint} lost; the call may or may not have run`, { connectionLost: true })
+      for (const call of [...this.pending.values()]) if (call.sent) call.reject(lost)
     }
-  }
-
-  private onFrame(frame: Buffer): void {
-    for (const env of parseFrame(frame, this.limits)) {
-      if (env.kind === 'malformed') {
-        this.stats.malformed++
-        // A reply we cannot read still ends its call, if we know which call it was.
-        if (env.id !== undefined) this.pending.get(env.id)?.reject(new RpcError('INTERNAL', `unreadable reply: ${env.reason}`))
-        continue
-      }
-      const call = this.pending.get(env.id)
-      if (call === undefined) {
-        this.stats.lateReplies++
-        continue
-      }
-      switch (env.kind) {
-        case Kind.Reply:
-          call.resolve(env.result)
-          break
-        case Kind.Error:
-          call.reject(new RpcError(env.code, env.message, env.details ?? undefined))
-          break
-        case Kind.Request:
-        case Kind.Cancel:
-          this.stats.malformed++
-          break
+    this.wasReady = state === 'ready'
+    for (const [id, call] of [...this.pending]) {
+      if (call.sent) continue
+      if (state === 'ready') {
+        const frame = this.encode(id, call.service, call.method, call.params, call.options)
+        if (frame instanceof RpcError) call.reject(frame)
+        else this.send(id, call, frame)
+      } else if (state === 'failing' && call.options.waitForReady !== true) {
+        this.counters.failedFast++
+        call.reject(this.unreachable())
       }
     }
   }

@@ -12,8 +12,10 @@
 import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { MAX_ID, type Metadata } from '../codec/envelope.js'
+import { checkEndpoint } from '../transport/endpoint.js'
 import { Channel, type ChannelStats } from '../rpc/channel.js'
 import { mdpFraming } from '../rpc/framing.js'
+import { MAX_ATTEMPTS, retryPolicy, retryWaitsForReady } from '../rpc/retry.js'
 import type { CallOptions, ServiceClient, ServiceDefinition } from './contract.js'
 import { validatorsFor } from './validator.js'
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT_MS } from '../rpc/limits.js'
@@ -21,7 +23,7 @@ import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT_MS } from '../rpc/limits.js'
 /** Where an {@link RpcClient} sends its calls: to servers directly, or through a broker. */
 export type RpcClientTarget =
   | {
-      /** A server endpoint, or several: calls are spread over them in turn. */
+      /** A server endpoint, or several: calls go to a connected one, in turn. */
       readonly connect: string | readonly string[]
       readonly broker?: never
     }
@@ -38,17 +40,25 @@ export type RpcClientTarget =
 export type RpcClientOptions = RpcClientTarget & RpcClientSettings
 
 export interface RpcClientSettings {
-  /** Default time budget of every call in ms (default 30 000). Every call has a deadline. */
+  /** Default time budget of every call in ms (default 30 000, at most 2^53-1). Every call has a deadline. */
   readonly timeoutMs?: number
-  /** Largest message sent or accepted, in bytes (default 4 MiB). */
+  /** Largest message sent or accepted, in bytes (default 4 MiB, at least 64 KiB: the protocol's cap on joined frames). */
   readonly maxMessageSize?: number
   /** Join calls that wait behind a send into one frame (default true). */
   readonly coalesce?: boolean
   /** Check params against their schema before sending (default true): INVALID_ARGUMENT locally. */
   readonly validateParams?: boolean
-  /** Check results against their schema on arrival (default false: the server checks them). */
+  /**
+   * Check results against their schema on arrival (default true: the contract is the trust boundary,
+   * so a server that breaks it gets INTERNAL rather than a wrongly typed value to the caller).
+   */
   readonly validateResults?: boolean
+  /** Let calls wait for a connection until their deadline instead of failing fast (default false); per call too. */
+  readonly waitForReady?: boolean
 }
+
+/** The protocol-wide cap on joined frames; every maxMessageSize must hold one (docs/protocol.md). */
+const MIN_MAX_MESSAGE_SIZE = 64 * 1024
 
 export class RpcClient {
   private readonly channels: Channel[]
@@ -61,9 +71,14 @@ export class RpcClient {
   constructor(private readonly options: RpcClientOptions) {
     const endpoints = options.broker !== undefined ? [options.broker] : typeof options.connect === 'string' ? [options.connect] : [...(options.connect ?? [])]
     if (endpoints.length === 0) throw new TypeError('RpcClient needs at least one endpoint to connect to')
+    // Every argument is checked before the first socket exists: a throw here leaves nothing open.
+    for (const endpoint of endpoints) checkEndpoint(endpoint, 'connect')
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
     checkTimeout(this.timeoutMs)
     const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+    if (!(Number.isSafeInteger(maxMessageSize) && maxMessageSize >= MIN_MAX_MESSAGE_SIZE)) {
+      throw new TypeError(`maxMessageSize must be an integer of at least ${MIN_MAX_MESSAGE_SIZE} bytes (64 KiB), got ${String(maxMessageSize)}`)
+    }
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: maxMessageSize }
     // Ids wrap within 32 bits: compact on the wire, and far more than the calls one client has in flight.
     const nextId = (): number => (this.lastId = this.lastId >= 0xffffffff ? 1 : this.lastId + 1)
@@ -75,7 +90,7 @@ export class RpcClient {
   service<S extends ServiceDefinition>(service: S): ServiceClient<S> {
     const proxy: Record<string, unknown> = {}
     const checkParams = this.options.validateParams ?? true
-    const checkResults = this.options.validateResults ?? false
+    const checkResults = this.options.validateResults ?? true
     for (const [method, validators] of validatorsFor(service)) {
       const idempotent = service.methods[method]?.idempotent === true
       proxy[method] = async (params: unknown, options: CallOptions = {}): Promise<unknown> => {
@@ -83,8 +98,7 @@ export class RpcClient {
           const invalid = validators.params(params)
           if (invalid !== undefined) throw invalid
         }
-        const bytes = encodeParams(params)
-        const resultBytes = idempotent ? await this.callRetrying(service.name, method, bytes, options) : await this.call(service.name, method, bytes, options)
+        const resultBytes = await this.invoke(service.name, method, encodeParams(params), options, idempotent)
         let result: unknown
         try {
           result = decodeCbor(resultBytes, this.limits)
@@ -101,50 +115,59 @@ export class RpcClient {
     return Object.freeze(proxy) as ServiceClient<S>
   }
 
-  /** The untyped call underneath the proxies: params and result as CBOR bytes. */
+  /**
+   * The untyped call underneath the proxies: params and result as CBOR bytes. It knows no
+   * idempotency, so only calls that never started are retried.
+   */
   call(service: string, method: string, params: Uint8Array, options: CallOptions = {}): Promise<Uint8Array> {
-    if (this.closed) return Promise.reject(new RpcError('CANCELLED', 'client is closed'))
-    const timeoutMs = options.timeoutMs ?? this.timeoutMs
-    try {
-      checkTimeout(timeoutMs)
-      checkMetadata(options.metadata)
-    } catch (err) {
-      return Promise.reject(err)
-    }
-    const channel = this.pickChannel()
-    return channel.call(service, method, params, { deadline: Date.now() + timeoutMs, signal: options.signal, metadata: options.metadata })
+    return this.invoke(service, method, params, options, false)
   }
 
   /**
-   * Calls again, within the same deadline, when the broker reports the worker lost or the connection
-   * dropped (a server or the broker went away). Only for idempotent methods: the call may have run.
+   * One call, with the retries {@link retryPolicy} allows (at most {@link MAX_ATTEMPTS}, within the
+   * first deadline, never after the caller's signal aborted), each on the best channel left.
    */
-  private async callRetrying(service: string, method: string, params: Uint8Array, options: CallOptions): Promise<Uint8Array> {
-    const deadline = Date.now() + (options.timeoutMs ?? this.timeoutMs)
+  private async invoke(service: string, method: string, params: Uint8Array, options: CallOptions, idempotent: boolean): Promise<Uint8Array> {
+    if (this.closed) throw new RpcError('CANCELLED', 'client is closed')
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs
+    checkTimeout(timeoutMs)
+    checkMetadata(options.metadata)
+    const deadline = Date.now() + timeoutMs
+    const { signal, metadata } = options
+    let waitForReady = options.waitForReady ?? this.options.waitForReady ?? false
+    const tried = new Set<Channel>()
     for (let attempt = 1; ; attempt++) {
+      const channel = this.pickChannel(tried)
+      tried.add(channel)
       try {
-        return await this.call(service, method, params, options)
+        return await channel.call(service, method, params, { deadline, signal, metadata, waitForReady })
       } catch (err) {
-        const left = deadline - Date.now()
-        if (!(isLost(err) && attempt < MAX_ATTEMPTS && left >= 1 && !options.signal?.aborted)) throw err
-        options = { ...options, timeoutMs: left }
+        const again = attempt < MAX_ATTEMPTS && deadline - Date.now() >= 1 && signal?.aborted !== true && !this.closed && retryPolicy(err, idempotent)
+        if (!again) throw withCallerStack(err)
+        waitForReady ||= retryWaitsForReady(err)
       }
     }
   }
 
   /**
-   * The next channel in turn that is connected, so a dead server among several does not hold a share
-   * of the calls until their deadlines; if none is connected yet, the next in turn (its calls wait
-   * for the connection, up to their deadlines).
+   * The next channel in turn, best first: connected, then still connecting (its first attempt may
+   * succeed), then failing; among equals, one this call has not tried yet. So a dead server among
+   * several holds no share of the calls, and a retry goes elsewhere when it can.
    */
-  private pickChannel(): Channel {
+  private pickChannel(tried: ReadonlySet<Channel>): Channel {
     const count = this.channels.length
     const first = this.nextChannel++ % count
+    let best = this.channels[first]!
+    let bestRank = Infinity
     for (let i = 0; i < count; i++) {
       const channel = this.channels[(first + i) % count]!
-      if (channel.connected) return channel
+      const rank = STATE_RANK[channel.state] * 2 + (tried.has(channel) ? 1 : 0)
+      if (rank < bestRank) {
+        best = channel
+        bestRank = rank
+      }
     }
-    return this.channels[first]!
+    return best
   }
 
   /** Calls in flight on all connections. */
@@ -152,28 +175,32 @@ export class RpcClient {
     return this.channels.reduce((n, c) => n + c.inFlight, 0)
   }
 
-  /** Per connection: its endpoint, whether it is up, and its counters. */
-  get stats(): Array<ChannelStats & { endpoint: string; connected: boolean }> {
-    return this.channels.map((c) => ({ endpoint: c.endpoint, connected: c.connected, ...c.stats }))
+  /** Per connection: its endpoint, its state (and why), and its counters. */
+  get stats(): Array<ChannelStats & { endpoint: string }> {
+    return this.channels.map((c) => ({ endpoint: c.endpoint, ...c.stats }))
   }
 
-  /** Rejects every pending call with CANCELLED and closes the sockets. */
+  /**
+   * Ends every pending call with CANCELLED, after sending each server a CANCEL for it (so its
+   * handler's signal aborts), then closes the sockets. Takes at most about 100 ms.
+   */
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    for (const channel of this.channels) channel.close()
-    await Promise.resolve()
+    await Promise.all(this.channels.map((c) => c.close()))
   }
 }
 
-/** Attempts of an idempotent call whose workers keep dying: a bound, so a poison request cannot loop. */
-const MAX_ATTEMPTS = 3
+const STATE_RANK = { ready: 0, connecting: 1, failing: 2, closed: 3 } as const
 
-/** The call may or may not have run, and nothing else went wrong: a worker or a connection was lost. */
-function isLost(err: unknown): boolean {
-  if (!RpcError.is(err, 'UNAVAILABLE')) return false
-  const details = err.details as { workerLost?: unknown; connectionLost?: unknown } | undefined
-  return typeof details === 'object' && details !== null && (details.workerLost === true || details.connectionLost === true)
+/**
+ * Points the error's stack at the caller's code rather than the receive loop that built it (as
+ * grpc-js does). Here, after an await, V8's async stack trace holds the caller's frames; this runs
+ * only on failure, so successful calls pay nothing.
+ */
+function withCallerStack(err: unknown): unknown {
+  if (err instanceof RpcError) Error.captureStackTrace(err, withCallerStack)
+  return err
 }
 
 function encodeParams(params: unknown): Buffer {
@@ -186,7 +213,7 @@ function encodeParams(params: unknown): Buffer {
 
 function checkTimeout(timeoutMs: number): void {
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_ID)) {
-    throw new RpcError('INVALID_ARGUMENT', `timeoutMs must be a positive number of milliseconds, got ${String(timeoutMs)}`)
+    throw new RpcError('INVALID_ARGUMENT', `timeoutMs must be a positive number of milliseconds up to 2^53-1, got ${String(timeoutMs)}`)
   }
 }
 

@@ -47,6 +47,12 @@ export interface CallOptions {
   readonly signal?: AbortSignal
   /** Text key/value pairs for the handler (`ctx.metadata`). */
   readonly metadata?: Metadata
+  /**
+   * Wait for a connection until the deadline instead of failing fast (default: the client's
+   * `waitForReady`, false). Without it, a call while the server cannot be reached (refused,
+   * unresolvable) ends at once with UNAVAILABLE naming the endpoint, as in gRPC.
+   */
+  readonly waitForReady?: boolean
 }
 
 export type ParamsOf<D extends MethodDefinition> = Static<D['params']>

@@ -44,6 +44,8 @@ describe('broker restart', function () {
 
       broker = await rebind(endpoint)
       await until(() => broker.stats().services['calc']?.workers === 2, 10_000, 'workers re-registered')
+      // A new call fails fast while the client is still reconnecting (UNAVAILABLE naming the broker).
+      await until(() => client.stats[0]!.connected, 5000, 'the client to reconnect')
       expect(await calc.add({ a: 40, b: 2 })).to.equal(42)
       const many = await Promise.all(Array.from({ length: 50 }, (_, i) => calc.add({ a: i, b: 1 })))
       expect(many).to.deep.equal(Array.from({ length: 50 }, (_, i) => i + 1))

@@ -51,11 +51,12 @@ describe('maximum message size', function () {
   it('refuses to send a request over the client maxMessageSize with RESOURCE_EXHAUSTED', async () => {
     const server = new RpcServer().implement(Calc, calcHandlers())
     const [endpoint] = await server.bind('tcp://127.0.0.1:*')
-    const client = new RpcClient({ connect: endpoint!, maxMessageSize: 1024 })
+    // 64 KiB is the smallest maxMessageSize a client takes (the protocol's cap on joined frames).
+    const client = new RpcClient({ connect: endpoint!, maxMessageSize: 65536 })
     try {
-      const err = await rejection(client.service(Calc).echo({ data: 'x'.repeat(2000) }))
+      const err = await rejection(client.service(Calc).echo({ data: 'x'.repeat(70_000) }))
       expect(err).to.be.instanceOf(RpcError).with.property('code', 'RESOURCE_EXHAUSTED')
-      expect((err as RpcError).message).to.match(/exceeds maxMessageSize 1024/)
+      expect((err as RpcError).message).to.match(/exceeds maxMessageSize 65536/)
       expect(await client.service(Calc).echo({ data: 'small' })).to.equal('small')
     } finally {
       await client.close()
