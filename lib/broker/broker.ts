@@ -81,7 +81,8 @@ export interface BrokerWorkerEvent {
 }
 
 const ADMIN = BrokerAdmin.name
-const NOT_STARTED = { notStarted: true } as const
+// `broker` marks the broker's own refusals: asking the same broker again at once would be refused again.
+const NOT_STARTED = { notStarted: true, broker: true } as const
 
 export class Broker {
   private readonly socket: TransportSocket

@@ -3,11 +3,14 @@
  *
  * ```
  *   error details            idempotent method   other method
- *   { notStarted: true }     retry               retry          the server, worker or broker never started it
+ *   { notStarted: true }     retry elsewhere     retry elsewhere   the server or worker never started it
+ *   { notStarted, broker }   no                  no             the broker itself refused it: it would again
  *   { workerLost: true }     retry               no             it may have run
  *   { connectionLost: true } retry               no             it may have run
  *   anything else            no                  no
  * ```
+ * "Elsewhere" is another endpoint this call has not tried, or, through a broker, another worker (the
+ * broker picks one); the same busy or closing server asked again at once would refuse again.
  * At most {@link MAX_ATTEMPTS} attempts, all within the call's original deadline, and never once the
  * caller's signal has aborted. A retry after a lost worker or connection waits for a connection
  * (the endpoint was up a moment ago: a restart); a retry of a call refused before it started fails
@@ -19,20 +22,21 @@ import { RpcError } from '../errors.js'
 export const MAX_ATTEMPTS = 3
 
 /** What the details of an error say about where the call got to. */
-function detail(err: RpcError, key: 'notStarted' | 'workerLost' | 'connectionLost'): boolean {
+function detail(err: RpcError, key: 'notStarted' | 'workerLost' | 'connectionLost' | 'broker'): boolean {
   const details = err.details
   return typeof details === 'object' && details !== null && (details as Record<string, unknown>)[key] === true
 }
 
 /**
- * True when a call that failed with `err` may be sent again (on any endpoint).
+ * True when a call that failed with `err` may be sent again. `elsewhere` says whether there is
+ * another place to send it: an endpoint not tried yet, or a broker (which picks another worker).
  *
  * @example
- * if (attempt < MAX_ATTEMPTS && retryPolicy(err, method.idempotent === true)) tryAgain()
+ * if (attempt < MAX_ATTEMPTS && retryPolicy(err, method.idempotent === true, untried > 0)) tryAgain()
  */
-export function retryPolicy(err: unknown, idempotent: boolean): boolean {
+export function retryPolicy(err: unknown, idempotent: boolean, elsewhere: boolean): boolean {
   if (!(err instanceof RpcError)) return false
-  if (detail(err, 'notStarted')) return true
+  if (detail(err, 'notStarted')) return elsewhere && !detail(err, 'broker')
   if (!idempotent || err.code !== 'UNAVAILABLE') return false
   return detail(err, 'workerLost') || detail(err, 'connectionLost')
 }

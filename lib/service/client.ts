@@ -142,7 +142,8 @@ export class RpcClient {
       try {
         return await channel.call(service, method, params, { deadline, signal, metadata, waitForReady })
       } catch (err) {
-        const again = attempt < MAX_ATTEMPTS && deadline - Date.now() >= 1 && signal?.aborted !== true && !this.closed && retryPolicy(err, idempotent)
+        const elsewhere = this.options.broker !== undefined || tried.size < this.channels.length
+        const again = attempt < MAX_ATTEMPTS && deadline - Date.now() >= 1 && signal?.aborted !== true && !this.closed && retryPolicy(err, idempotent, elsewhere)
         if (!again) throw withCallerStack(err)
         waitForReady ||= retryWaitsForReady(err)
       }

@@ -58,7 +58,7 @@ for (const transport of TRANSPORTS) {
         await client.request('nobody', 1, 60_000)
         const err = errorOf((await client.answer()).env)
         expect(err).to.include({ code: 'UNAVAILABLE' })
-        expect(err.details).to.deep.equal({ notStarted: true })
+        expect(err.details).to.deep.equal({ notStarted: true, broker: true })
         expect(Date.now() - began).to.be.below(5000)
         expect(broker.stats().services['nobody']).to.equal(undefined)
       } finally {
@@ -75,7 +75,7 @@ for (const transport of TRANSPORTS) {
         for (let id = 1; id <= 3; id++) await client.request('a', id, 5000, big, 'echo')
         const third = errorOf((await client.answer()).env)
         expect(third).to.include({ id: 3, code: 'RESOURCE_EXHAUSTED' })
-        expect(third.details).to.deep.equal({ notStarted: true })
+        expect(third.details).to.deep.equal({ notStarted: true, broker: true })
         expect(broker.stats().services['a']).to.include({ queued: 2 })
         await client.request('b', 4, 5000, big, 'echo')
         await client.request('b', 5, 5000, big, 'echo')
@@ -240,7 +240,7 @@ describe('BrokerWorker.stopTaking()', function () {
       expect(await held).to.equal(null)
       const err = await next
       expect(err).to.have.property('code', 'UNAVAILABLE')
-      expect(err).to.have.property('details').that.deep.equals({ notStarted: true })
+      expect(err).to.have.property('details').that.deep.equals({ notStarted: true, broker: true })
       expect(started).to.equal(1)
       expect(events).to.deep.equal(['joined ', 'left disconnected'])
     } finally {

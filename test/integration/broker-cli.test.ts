@@ -68,7 +68,7 @@ describe('zrpc broker (CLI)', function () {
       const params = encodeCbor({ data: 'x'.repeat(100_000) })
       for (const id of [1, 2]) await dealer.send([Buffer.alloc(0), Buffer.from('MDPC01'), Buffer.from('later'), encodeRequest(id, 'later', 'echo', 5000, null, params)])
       const [, , , frame] = await dealer.receive()
-      expect(parseFrame(frame!)[0]).to.deep.include({ id: 2, code: 'RESOURCE_EXHAUSTED', details: { notStarted: true } })
+      expect(parseFrame(frame!)[0]).to.deep.include({ id: 2, code: 'RESOURCE_EXHAUSTED', details: { notStarted: true, broker: true } })
     } finally {
       dealer.close()
       stop('SIGTERM')

@@ -89,16 +89,19 @@ for (const transport of TRANSPORTS) {
 describe('the retry table', () => {
   const error = (details?: unknown): RpcError => new RpcError('UNAVAILABLE', 'x', details)
 
-  it('retries a call that never started anywhere, whatever its idempotency; a lost one only when idempotent', () => {
-    expect(retryPolicy(error({ notStarted: true }), false)).to.equal(true)
-    expect(retryPolicy(new RpcError('RESOURCE_EXHAUSTED', 'busy', { notStarted: true }), false)).to.equal(true)
-    expect(retryPolicy(error({ workerLost: true }), true)).to.equal(true)
-    expect(retryPolicy(error({ workerLost: true }), false)).to.equal(false)
-    expect(retryPolicy(error({ connectionLost: true }), true)).to.equal(true)
-    expect(retryPolicy(error({ connectionLost: true }), false)).to.equal(false)
-    expect(retryPolicy(error(), true)).to.equal(false)
-    expect(retryPolicy(new RpcError('INTERNAL', 'x', { connectionLost: true }), true)).to.equal(false)
-    expect(retryPolicy(new Error('plain'), true)).to.equal(false)
+  it('retries a call that never started elsewhere, whatever its idempotency; a lost one only when idempotent', () => {
+    expect(retryPolicy(error({ notStarted: true }), false, true)).to.equal(true)
+    expect(retryPolicy(new RpcError('RESOURCE_EXHAUSTED', 'busy', { notStarted: true }), false, true)).to.equal(true)
+    // Nowhere else to go (one endpoint, all tried), or the broker itself refused: asking again would be refused again.
+    expect(retryPolicy(error({ notStarted: true }), true, false)).to.equal(false)
+    expect(retryPolicy(new RpcError('RESOURCE_EXHAUSTED', 'queue full', { notStarted: true, broker: true }), true, true)).to.equal(false)
+    expect(retryPolicy(error({ workerLost: true }), true, true)).to.equal(true)
+    expect(retryPolicy(error({ workerLost: true }), false, true)).to.equal(false)
+    expect(retryPolicy(error({ connectionLost: true }), true, false)).to.equal(true)
+    expect(retryPolicy(error({ connectionLost: true }), false, true)).to.equal(false)
+    expect(retryPolicy(error(), true, true)).to.equal(false)
+    expect(retryPolicy(new RpcError('INTERNAL', 'x', { connectionLost: true }), true, true)).to.equal(false)
+    expect(retryPolicy(new Error('plain'), true, true)).to.equal(false)
     expect(MAX_ATTEMPTS).to.equal(3)
   })
 
