@@ -1,5 +1,6 @@
 /** zrpc: typed RPC and messaging over ZeroMQ. This file is the public surface and nothing else. */
 export { RpcError, STATUS_CODES, RETRYABLE_CODES, isStatusCode, type StatusCode } from './errors.js'
+export { EndpointError } from './transport/endpoint.js'
 export {
   defineService,
   type CallOptions,
@@ -28,5 +29,7 @@ export {
   type TopicMessage,
   type TopicSubscription,
   type Gap,
+  type Epoch,
 } from './pubsub/subscriber.js'
+export { TopicProxy, type TopicProxyOptions, type TopicProxyStats } from './pubsub/proxy.js'
 export { waitForFlow } from './pubsub/flow.js'
