@@ -16,6 +16,11 @@ describe('the README', function () {
     { section: 'Quick start', file: 'quickstart', prints: '1 + 2 = 3\nslow call failed with DEADLINE_EXCEEDED\n' },
     { section: 'Through a broker', file: 'broker', prints: '2 + 3 = 5\ncalc is served: true\n' },
     { section: 'Typed topics (PUB/SUB)', file: 'topics', prints: 'AAPL 1 187\nlate joiner got 187 from the last-value cache\n' },
+    {
+      section: 'When things go wrong',
+      file: 'failure-modes',
+      prints: 'invalid endpoint "localhost:5555": missing transport (tcp://, ipc:// or inproc://), e.g. tcp://localhost:5555\nUNAVAILABLE true\nhello again\n',
+    },
   ]
   for (const { section, file, prints } of examples) {
     it(`shows "${section}" exactly as examples/${file}.ts, which runs and prints what it says`, async () => {
