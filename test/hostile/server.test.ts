@@ -73,7 +73,7 @@ describe('hostile peers against a server', function () {
   })
 
   it('a peer sending 1 MiB frames faster than the server reads costs bounded memory, and others are served', async () => {
-    await // Most of the growth here is garbage not yet collected: a 1 MiB params string and a 1 MiB reply per frame.
+    // Most of the growth here is garbage not yet collected: a 1 MiB params string and a 1 MiB reply per frame.
     await underAttack('server: peer sending 1 MiB frames without reading', 200, async (endpoint, server) => {
       const attacker = new Dealer({ linger: 0, receiveHighWaterMark: 1, sendHighWaterMark: 4 })
       attacker.connect(endpoint)
@@ -120,6 +120,33 @@ describe('hostile peers against a server', function () {
           await sleep(600)
         }
         return { refusedPeerShare: server.stats.calls.rejectedPeerShare, completed: server.stats.calls.completed }
+      } finally {
+        attacker.stop()
+      }
+    })
+  })
+
+  it('valid but expensive CBOR (4 MiB frames of maps with ~400k keys, in metadata and in params) is refused fast, and others are served', async () => {
+    // Before the per-frame work limits one such frame held the event loop 2.4 s; eight made honest calls miss 5 s deadlines.
+    // The frames are built before the measurement starts: the attacker's own memory is not the server's.
+    const bigMap = encodeCbor(Object.fromEntries(Array.from({ length: 400_000 }, (_, i) => [`k${i}`, ''])))
+    const head = (id: number): Buffer => encodeCbor([1, 0, id, 'calc', 'add', 10_000]).subarray(1)
+    const frames = Array.from({ length: 8 }, (_, i) =>
+      i % 2 === 0
+        ? // metadata: a map of 400k entries in the envelope itself
+          Buffer.concat([Buffer.from([0x88]), head(i + 1), bigMap, encodeCbor(encodeCbor({ a: 1, b: 2 }))])
+        : // params: a byte string holding the same map
+          Buffer.concat([Buffer.from([0x88]), head(i + 1), Buffer.from([0xf6]), encodeCbor(bigMap)]),
+    )
+    await underAttack('server: 8 frames of 3.3 MiB maps with ~400k keys', 150, async (endpoint) => {
+      const attacker = rawPeer(endpoint)
+      try {
+        const started = performance.now()
+        for (const frame of frames) await attacker.socket.send(frame)
+        await until(() => attacker.received.length >= frames.length, 10_000, 'an answer to each frame')
+        const codes = attacker.received.map((env) => (env.kind === 'malformed' ? env.code : 'code' in env ? env.code : 'REPLY'))
+        expect(codes).to.deep.equal(Array(frames.length).fill('INVALID_ARGUMENT'))
+        return { frameMb: frames[0]!.length / 2 ** 20, allAnsweredMs: performance.now() - started }
       } finally {
         attacker.stop()
       }

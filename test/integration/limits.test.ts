@@ -95,3 +95,24 @@ describe('maximum message size', function () {
     }
   })
 })
+
+describe('joined frames', function () {
+  this.timeout(10_000)
+
+  it('2,000 calls of 250 bytes joined by a client with the default limit all reach a server whose limit is 64 KiB', async () => {
+    // The protocol caps joined frames at 64 KiB, the smallest maxMessageSize allowed: before, the
+    // sender joined up to 256 KiB, the server's libzmq dropped the connection, and every call failed UNAVAILABLE.
+    const server = new RpcServer({ maxMessageSize: 64 * 1024, maxQueued: 4096, maxPerPeer: 4096 }).implement(Calc, calcHandlers())
+    const [endpoint] = await server.bind('tcp://127.0.0.1:*')
+    const client = new RpcClient({ connect: endpoint!, timeoutMs: 8000 })
+    try {
+      const data = 'z'.repeat(250)
+      const results = await Promise.all(Array.from({ length: 2000 }, () => client.service(Calc).echo({ data })))
+      expect(results.every((r) => r === data)).to.equal(true)
+      expect(client.stats[0]!.connectionsLost).to.equal(0)
+    } finally {
+      await client.close()
+      await server.close()
+    }
+  })
+})
