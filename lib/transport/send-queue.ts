@@ -74,13 +74,15 @@ export interface SendQueueCounters {
 }
 
 const DEFAULT_MAX_FRAME_BYTES = 64 * 1024
-const RETRY_PARKED_MS = 5
+/** Longest wait between retries of parked messages; retries start on the next turn and back off while no peer drains. */
+const MAX_RETRY_PARKED_MS = 20
 
 export class SendQueue {
   private queue: Outgoing[] = []
   private readonly parked = new Map<string, Parked>()
   private pumping = false
-  private retryTimer: NodeJS.Timeout | undefined
+  private cancelRetry: (() => void) | undefined
+  private retryDelayMs = 0
   private idleWaiters: Array<() => void> = []
   private readonly coalesce: boolean
   private readonly maxFrameBytes: number
@@ -126,7 +128,8 @@ export class SendQueue {
 
   /** Forgets everything parked (the socket is closing). */
   clear(): void {
-    clearTimeout(this.retryTimer)
+    this.cancelRetry?.()
+    this.cancelRetry = undefined
     for (const p of this.parked.values()) this.counters.dropped += p.messages.length
     this.parked.clear()
     this.counters.queuedBytes = this.queue.reduce((n, m) => n + size(m), 0)
@@ -201,7 +204,7 @@ export class SendQueue {
     parked.bytes += bytes
     this.counters.queuedBytes += bytes
     while (parked.bytes > this.maxParkedBytesPerPeer && parked.messages.length > 1) this.dropOldest(key, parked)
-    this.retryTimer ??= setTimeout(() => void this.retryParked(), RETRY_PARKED_MS)
+    this.scheduleRetry()
   }
 
   private dropOldest(key: string, parked: Parked): void {
@@ -225,12 +228,10 @@ export class SendQueue {
 
   /** Tries each slow peer's parked messages again, in order, until one is refused again. */
   private async retryParked(): Promise<void> {
-    this.retryTimer = undefined
-    if (this.pumping) {
-      this.retryTimer = setTimeout(() => void this.retryParked(), RETRY_PARKED_MS)
-      return
-    }
+    this.cancelRetry = undefined
+    if (this.pumping) return this.scheduleRetry()
     this.pumping = true
+    let progress = false
     try {
       for (const [key, parked] of [...this.parked]) {
         while (parked.messages.length > 0 && !this.socket.closed) {
@@ -239,6 +240,7 @@ export class SendQueue {
             await this.socket.send(frames(message))
             this.counters.frames++
             this.counters.messages++
+            progress = true
           } catch (err) {
             const code = (err as { code?: unknown }).code
             if (code === 'EAGAIN') break
@@ -260,7 +262,21 @@ export class SendQueue {
     } else {
       for (const resolve of this.idleWaiters.splice(0)) resolve()
     }
-    if (this.parked.size > 0 && !this.socket.closed) this.retryTimer ??= setTimeout(() => void this.retryParked(), RETRY_PARKED_MS)
+    // A peer that drained a little is usually reading (a burst met a small high-water mark): try again
+    // on the next turn. One that took nothing is slow or gone: back off, up to MAX_RETRY_PARKED_MS.
+    this.retryDelayMs = progress ? 0 : Math.min(MAX_RETRY_PARKED_MS, Math.max(1, this.retryDelayMs * 2))
+    if (this.parked.size > 0 && !this.socket.closed) this.scheduleRetry()
+  }
+
+  private scheduleRetry(): void {
+    if (this.cancelRetry !== undefined) return
+    if (this.retryDelayMs === 0) {
+      const handle = setImmediate(() => void this.retryParked())
+      this.cancelRetry = () => clearImmediate(handle)
+    } else {
+      const handle = setTimeout(() => void this.retryParked(), this.retryDelayMs)
+      this.cancelRetry = () => clearTimeout(handle)
+    }
   }
 
   /** Joins bodies per peer, keeping the order of each peer's messages. */
