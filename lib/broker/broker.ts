@@ -147,7 +147,8 @@ export class Broker {
   }
 
   stats(): BrokerStats {
-    return this.counters.snapshot(this.queues, this.workers)
+    const t = this.socket.counters
+    return { ...this.counters.snapshot(this.queues, this.workers), transport: { ...t, send: { ...t.send } } }
   }
 
   /** Stops serving: queued callers get UNAVAILABLE `{ notStarted: true }`. Workers notice by heartbeat and re-register with whatever binds next. */

@@ -3,6 +3,7 @@
  * while a service has workers or waiting requests, so invented names leave nothing behind), drops
  * and refusals by reason, and the names that wait with no worker (bounded by maxUnknownServices).
  */
+import type { TransportCounters } from '../transport/socket.js'
 import type { RequestQueues } from './queue.js'
 import type { WorkerRegistry } from './workers.js'
 
@@ -33,6 +34,8 @@ export interface BrokerStats {
   readonly unknownServices: number
   /** Every registered worker. */
   readonly workerList: ReadonlyArray<{ readonly identity: string; readonly service: string }>
+  /** The broker socket's counters: bytes received, and messages dropped for peers that do not read or have gone. */
+  readonly transport?: TransportCounters
 }
 
 const DROP_REASONS = ['bad-envelope', 'bad-header', 'bad-command', 'bad-frames', 'unexpected-command', 'unknown-client', 'unreadable', 'forbidden-ready']

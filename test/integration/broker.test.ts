@@ -38,6 +38,10 @@ describe('typed calls through the broker', function () {
     expect(await calc.add({ a: 1, b: 2 })).to.equal(3)
     expect(await calc.echo({ data: 'héllo ✓' })).to.equal('héllo ✓')
     expect(await calc.meta({}, { metadata: { tenant: 'a' } })).to.deep.equal({ tenant: 'a' })
+    // The broker socket's own counters reach stats(), as the server's and client's do.
+    const transport = broker.stats().transport!
+    expect(transport.received).to.be.above(0)
+    expect(transport.send.frames).to.be.above(0)
   })
 
   it('runs four calls at once on a server with concurrency 4', async () => {
