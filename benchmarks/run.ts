@@ -4,6 +4,7 @@
  *   npm run bench                               # every case, full length
  *   node dist/benchmarks/run.js rpc --quick     # one case, short phases (a smoke run)
  *   node dist/benchmarks/run.js rpc --only=zrpc --runs=1
+ *   node dist/benchmarks/run.js soak --calls=500000
  *
  * Flags after the case name go to the case (see the header of each <case>.bench.ts).
  */
@@ -22,6 +23,7 @@ const CASES: Record<string, () => Promise<BenchCase>> = {
     const { main } = await import('./pubsub.bench.js')
     return () => main()
   },
+  soak: async () => (await import('./soak.bench.js')).main,
 }
 
 async function run(): Promise<void> {
