@@ -2,7 +2,7 @@ import { expect } from 'chai'
 import { Dealer, Router } from 'zeromq'
 import { checkEndpoint, EndpointError } from '../../lib/transport/endpoint.js'
 import { TransportSocket, type ConnectionState } from '../../lib/transport/socket.js'
-import { atDeadline, MAX_TIMER_MS } from '../../lib/rpc/deadline-timer.js'
+import { atDeadline, DeadlineWheel, MAX_TIMER_MS } from '../../lib/rpc/deadline-timer.js'
 import { sleep, until } from '../helpers/endpoints.js'
 
 describe('endpoint strings', () => {
@@ -140,5 +140,25 @@ describe('TransportSocket', function () {
     deaf.close()
     reader.close()
     await server.close()
+  })
+})
+
+describe('a deadline wheel', () => {
+  it('fires each item once at or after its deadline, never early, and not at all once removed', async () => {
+    const fired: Array<{ id: number; late: number }> = []
+    const deadlines = new Map<number, number>()
+    const wheel = new DeadlineWheel<number>((id) => fired.push({ id, late: Date.now() - deadlines.get(id)! }), 5)
+    const now = Date.now()
+    for (let id = 0; id < 200; id++) {
+      deadlines.set(id, now + 10 + (id % 40))
+      wheel.add(deadlines.get(id)!, id)
+    }
+    for (let id = 0; id < 200; id += 2) wheel.remove(deadlines.get(id)!, id)
+    wheel.add(now + MAX_TIMER_MS + 1000, 999) // beyond setTimeout's range: must not fire now
+    await until(() => fired.length === 100, 2000, 'the odd ids')
+    await sleep(30)
+    expect(fired.map((f) => f.id).sort((a, b) => a - b)).to.deep.equal(Array.from({ length: 100 }, (_, i) => 2 * i + 1))
+    expect(Math.min(...fired.map((f) => f.late))).to.be.at.least(0)
+    wheel.clear()
   })
 })
