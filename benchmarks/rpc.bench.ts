@@ -1,8 +1,10 @@
 /**
  * Question: what does zrpc cost over raw zeromq.js, and what does coalescing buy, for an echo RPC?
  *
- * Systems: raw zeromq.js, zrpc with coalescing off, zrpc with coalescing on (the default), gRPC
- * (see rpc/systems.ts). The server runs in a forked child process, the client here; both on 127.0.0.1.
+ * Systems: raw zeromq.js, raw zeromq.js coalesced per turn (the ceiling), zrpc with coalescing off,
+ * zrpc with coalescing on (the default), gRPC, Moleculer 0.14 over TCP (see rpc/systems.ts). The
+ * server runs in a forked child process, the client here; both on 127.0.0.1. The table gives each
+ * system's calls/s as a ratio to raw and, when raw-coalesced ran, to that ceiling.
  * Load: closed loop with W callers (sequential W=1, window16, window256), payloads 64 B and 4 KiB
  * (see harness/load.ts). Each system gets a window-16 warm-up first, then every phase its own warm-up.
  * All servers run at once and the systems take turns within each phase (order rotated per run), so
@@ -174,10 +176,12 @@ export interface Row {
   readonly p50Us: number
   readonly p99Us: number
   readonly errors: number
-  /** zrpc rows: median over runs of (this calls/s) / (raw calls/s in the same run). */
+  /** Rows other than raw: median over runs of (this calls/s) / (raw calls/s in the same run). */
   readonly callsRatioToRaw?: number
-  /** zrpc rows: median over runs of (this p50) / (raw p50 in the same run). */
+  /** Rows other than raw: median over runs of (this p50) / (raw p50 in the same run). */
   readonly p50RatioToRaw?: number
+  /** Rows other than the ceiling, when raw-coalesced ran: median over runs of (this calls/s) / (raw-coalesced calls/s). */
+  readonly callsRatioToCeiling?: number
   /** zrpc rows: whether the issue's aim for this mode was met (pipelined: calls ratio; sequential: p50 ratio). */
   readonly aim?: 'met' | 'missed'
 }
@@ -190,22 +194,27 @@ export function summarize(records: readonly PhaseRecord[], o: Pick<RpcBenchOptio
         const mine = records.filter((r) => r.system === system && r.mode === mode && r.payload === payload)
         if (mine.length === 0) continue
         const rates = mine.map((r) => r.callsPerSec)
-        let ratios: Pick<Row, 'callsRatioToRaw' | 'p50RatioToRaw' | 'aim'> = {}
-        if (system.startsWith('zrpc')) {
-          const callsRatios: number[] = []
-          const p50Ratios: number[] = []
+        // Ratios are taken within each run (same run, same phase), then the median over runs.
+        const ratioTo = (base: SystemId, pick: (r: PhaseRecord) => number): number | undefined => {
+          if (system === base) return undefined
+          const within: number[] = []
           for (const r of mine) {
-            const raw = records.find((x) => x.system === 'raw' && x.mode === mode && x.payload === payload && x.run === r.run)
-            if (raw === undefined) continue
-            callsRatios.push(r.callsPerSec / raw.callsPerSec)
-            p50Ratios.push(r.p50Us / raw.p50Us)
+            const b = records.find((x) => x.system === base && x.mode === mode && x.payload === payload && x.run === r.run)
+            if (b !== undefined) within.push(pick(r) / pick(b))
           }
-          if (callsRatios.length > 0) {
-            const callsRatioToRaw = median(callsRatios)
-            const p50RatioToRaw = median(p50Ratios)
-            const met = mode === 'sequential' ? p50RatioToRaw <= AIM_SEQUENTIAL_P50 : callsRatioToRaw >= AIM_PIPELINED_RATIO
-            ratios = { callsRatioToRaw, p50RatioToRaw, aim: met ? 'met' : 'missed' }
-          }
+          return within.length > 0 ? median(within) : undefined
+        }
+        const callsRatioToRaw = ratioTo('raw', (r) => r.callsPerSec)
+        const p50RatioToRaw = ratioTo('raw', (r) => r.p50Us)
+        const callsRatioToCeiling = ratioTo('raw-coalesced', (r) => r.callsPerSec)
+        let ratios: Pick<Row, 'callsRatioToRaw' | 'p50RatioToRaw' | 'callsRatioToCeiling' | 'aim'> = {
+          ...(callsRatioToRaw === undefined ? {} : { callsRatioToRaw }),
+          ...(p50RatioToRaw === undefined ? {} : { p50RatioToRaw }),
+          ...(callsRatioToCeiling === undefined ? {} : { callsRatioToCeiling }),
+        }
+        if (system.startsWith('zrpc') && callsRatioToRaw !== undefined && p50RatioToRaw !== undefined) {
+          const met = mode === 'sequential' ? p50RatioToRaw <= AIM_SEQUENTIAL_P50 : callsRatioToRaw >= AIM_PIPELINED_RATIO
+          ratios = { ...ratios, aim: met ? 'met' : 'missed' }
         }
         rows.push({
           system,
@@ -229,14 +238,14 @@ export function summarize(records: readonly PhaseRecord[], o: Pick<RpcBenchOptio
 
 export function markdownTable(rows: readonly Row[]): string {
   const lines = [
-    '| system | mode | payload | calls/s [min–max] | p50 µs | p99 µs | calls/s vs raw | p50 vs raw | aim | errors |',
-    '|---|---|---|---:|---:|---:|---:|---:|---|---:|',
+    '| system | mode | payload | calls/s [min–max] | p50 µs | p99 µs | calls/s vs raw | calls/s vs ceiling | p50 vs raw | aim | errors |',
+    '|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|',
   ]
   for (const r of rows) {
     const spread = r.runs > 1 ? ` [${formatRate(r.callsPerSecMin)}–${formatRate(r.callsPerSecMax)}]` : ''
     const aim = r.aim === undefined ? '' : r.mode === 'sequential' ? `p50 ≤ ${AIM_SEQUENTIAL_P50}x: ${r.aim}` : `≥ ${AIM_PIPELINED_RATIO * 100} %: ${r.aim}`
     lines.push(
-      `| ${r.label} | ${r.mode} | ${formatBytes(r.payload)} | ${formatRate(r.callsPerSec)}${spread} | ${formatMicros(r.p50Us)} | ${formatMicros(r.p99Us)} | ${formatRatio(r.callsRatioToRaw)} | ${formatRatio(r.p50RatioToRaw)} | ${aim} | ${r.errors} |`,
+      `| ${r.label} | ${r.mode} | ${formatBytes(r.payload)} | ${formatRate(r.callsPerSec)}${spread} | ${formatMicros(r.p50Us)} | ${formatMicros(r.p99Us)} | ${formatRatio(r.callsRatioToRaw)} | ${formatRatio(r.callsRatioToCeiling)} | ${formatRatio(r.p50RatioToRaw)} | ${aim} | ${r.errors} |`,
     )
   }
   return lines.join('\n')

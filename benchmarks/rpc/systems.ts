@@ -1,30 +1,36 @@
 /**
- * The four echo systems compared by rpc.bench.ts, client and server side of each.
+ * The echo systems compared by rpc.bench.ts, client and server side of each.
  *
- * - raw:  zeromq.js DEALER -> ROUTER, one message per call: one frame of [u32 id LE][payload bytes];
- *         the server sends every message back unchanged. One send queue with one pump per socket,
- *         because zeromq.js allows a single pending send() (a second throws EBUSY synchronously).
+ * - raw:  zeromq.js DEALER -> ROUTER, one message per call, no codec (rpc/system-raw.ts).
+ * - raw-coalesced: the same sockets with the calls of one event-loop turn packed into one frame, no
+ *         codec: the ceiling (rpc/system-raw-coalesced.ts).
  * - zrpc-nocoalesce / zrpc: an RpcServer and an RpcClient with `coalesce` off / on (on is the default),
  *         both ends set alike. The payload is a string of N ASCII characters (N bytes), in params
  *         `{ data }`, and the result is `{ data }` back: TypeBox 1.x has no Uint8Array schema.
  * - grpc: @grpc/grpc-js unary Echo(EchoRequest{bytes payload}) on one channel, insecure, proto-loader,
  *         default options.
+ * - moleculer: two Moleculer 0.14 brokers over its TCP transporter, loopback only, discovery off
+ *         (rpc/system-moleculer.ts).
  * Every client checks that the reply has the size that was sent; a wrong size is a failed call.
- * zrpc and gRPC are imported on first use, so a raw server process starts without loading them
+ * zrpc, gRPC and Moleculer are imported on first use, so a raw server process starts without them
  * (importing zrpc costs about a second of start-up here, most of it typebox/compile).
  */
 import { fileURLToPath } from 'node:url'
-import { Dealer, Router } from 'zeromq'
+import { connectRawClient, startRawServer } from './system-raw.js'
+import { connectRawCoalescedClient, startRawCoalescedServer } from './system-raw-coalesced.js'
+import { connectMoleculerClient, startMoleculerServer } from './system-moleculer.js'
 import type * as Grpc from '@grpc/grpc-js'
 
-export const SYSTEMS = ['raw', 'zrpc-nocoalesce', 'zrpc', 'grpc'] as const
+export const SYSTEMS = ['raw', 'raw-coalesced', 'zrpc-nocoalesce', 'zrpc', 'grpc', 'moleculer'] as const
 export type SystemId = (typeof SYSTEMS)[number]
 
 export const SYSTEM_LABELS: Record<SystemId, string> = {
   raw: 'zeromq.js raw Dealer->Router',
+  'raw-coalesced': 'zeromq.js raw, coalesced per turn (ceiling)',
   'zrpc-nocoalesce': 'zrpc, coalesce off',
   zrpc: 'zrpc, coalesce on (default)',
   grpc: '@grpc/grpc-js unary',
+  moleculer: 'Moleculer 0.14, TCP transporter',
 }
 
 export function isSystemId(s: string): s is SystemId {
@@ -54,100 +60,6 @@ export interface EchoClient {
 
 // The .proto sits next to the sources; compiled code runs from dist/benchmarks/rpc/.
 const PROTO = fileURLToPath(new URL('../../../benchmarks/echo.proto', import.meta.url))
-
-// ---------------------------------------------------------------------------------------------
-// raw zeromq.js
-
-/** One pump per socket: zeromq.js allows one pending send. */
-class RawSendQueue {
-  private queue: Array<Buffer | Buffer[]> = []
-  private pumping = false
-  constructor(private readonly socket: Dealer | Router) {}
-
-  push(message: Buffer | Buffer[]): void {
-    this.queue.push(message)
-    if (!this.pumping) void this.pump()
-  }
-
-  private async pump(): Promise<void> {
-    this.pumping = true
-    try {
-      while (this.queue.length > 0 && !this.socket.closed) {
-        const batch = this.queue
-        this.queue = []
-        for (const message of batch) await this.socket.send(message)
-      }
-    } catch {
-      // Only a closing socket rejects a send here; the calls are failed by close().
-    } finally {
-      this.pumping = false
-      this.queue = []
-    }
-  }
-}
-
-async function startRawServer(): Promise<EchoServer> {
-  const socket = new Router({ linger: 0, sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000 })
-  await socket.bind('tcp://127.0.0.1:*')
-  const queue = new RawSendQueue(socket)
-  const loop = (async () => {
-    try {
-      for await (const message of socket) queue.push(message)
-    } catch {
-      // close() rejects the pending receive
-    }
-  })()
-  return {
-    endpoint: socket.lastEndpoint ?? '',
-    close: async () => {
-      socket.close()
-      await loop
-    },
-  }
-}
-
-function connectRawClient(endpoint: string): EchoClient {
-  const socket = new Dealer({ linger: 0, sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000 })
-  socket.connect(endpoint)
-  const queue = new RawSendQueue(socket)
-  const pending = new Map<number, { size: number; resolve: () => void; reject: (err: Error) => void }>()
-  let lastId = 0
-  const loop = (async () => {
-    try {
-      for await (const [frame] of socket) {
-        if (frame === undefined || frame.length < 4) continue
-        const id = frame.readUInt32LE(0)
-        const call = pending.get(id)
-        if (call === undefined) continue
-        pending.delete(id)
-        if (frame.length === call.size + 4) call.resolve()
-        else call.reject(new Error(`reply of ${frame.length - 4} bytes, sent ${call.size}`))
-      }
-    } catch {
-      // close() rejects the pending receive
-    }
-  })()
-  return {
-    caller(size) {
-      const payload = Buffer.alloc(size, 0x78)
-      return () =>
-        new Promise<void>((resolve, reject) => {
-          lastId = (lastId + 1) >>> 0
-          const message = Buffer.allocUnsafe(size + 4)
-          message.writeUInt32LE(lastId, 0)
-          payload.copy(message, 4)
-          pending.set(lastId, { size, resolve, reject })
-          queue.push(message)
-        })
-    },
-    close: async () => {
-      socket.close()
-      for (const call of pending.values()) call.reject(new Error('client closed'))
-      pending.clear()
-      await loop
-    },
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // zrpc
@@ -249,12 +161,16 @@ export function startServer(system: SystemId): Promise<EchoServer> {
   switch (system) {
     case 'raw':
       return startRawServer()
+    case 'raw-coalesced':
+      return startRawCoalescedServer()
     case 'zrpc-nocoalesce':
       return startZrpcServer(false)
     case 'zrpc':
       return startZrpcServer(true)
     case 'grpc':
       return startGrpcServer()
+    case 'moleculer':
+      return startMoleculerServer()
   }
 }
 
@@ -263,11 +179,15 @@ export async function connectClient(system: SystemId, endpoint: string): Promise
   switch (system) {
     case 'raw':
       return connectRawClient(endpoint)
+    case 'raw-coalesced':
+      return connectRawCoalescedClient(endpoint)
     case 'zrpc-nocoalesce':
       return connectZrpcClient(endpoint, false)
     case 'zrpc':
       return connectZrpcClient(endpoint, true)
     case 'grpc':
       return connectGrpcClient(endpoint)
+    case 'moleculer':
+      return connectMoleculerClient(endpoint)
   }
 }
