@@ -58,6 +58,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv = p
     return env[`BENCH_${name.toUpperCase().replace(/-/g, '_')}`]
   }
   const bool = (name: string): boolean | undefined => {
+    if (flag(`no-${name}`) !== undefined) return false
     const v = flag(name)
     return v === undefined ? undefined : v !== '0' && v !== 'false'
   }

@@ -2,7 +2,7 @@
 // real servers and checks that calls complete without errors. It never asserts a speed.
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
-import { measureSystem, summarize, type MeasurePlan, type PhaseRecord } from '../../benchmarks/rpc.bench.js'
+import { measureSystem, parseOptions, summarize, type MeasurePlan, type PhaseRecord } from '../../benchmarks/rpc.bench.js'
 import { nearestRank } from '../../benchmarks/harness/load.js'
 import { forkServer } from '../../benchmarks/harness/child.js'
 import { startServer, type SystemId } from '../../benchmarks/rpc/systems.js'
@@ -68,5 +68,14 @@ describe('rpc bench smoke run (tiny durations, no speed asserted)', function () 
     expect(nearestRank(sorted, 99)).to.equal(10)
     expect(nearestRank(Float64Array.from([7]), 99)).to.equal(7)
     expect(Number.isNaN(nearestRank(new Float64Array(0), 50))).to.equal(true)
+  })
+})
+
+describe('rpc bench options', () => {
+  it('writes results on a full run unless --no-write says not to, and never on --quick unless --write', () => {
+    expect(parseOptions([], {}).write).to.equal(true)
+    expect(parseOptions(['--no-write'], {}).write).to.equal(false)
+    expect(parseOptions(['--quick'], {}).write).to.equal(false)
+    expect(parseOptions(['--quick', '--write'], {}).write).to.equal(true)
   })
 })
