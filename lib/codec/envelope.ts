@@ -22,6 +22,7 @@ import { isStatusCode, type StatusCode } from '../errors.js'
 import { CborProfileError, DEFAULT_CBOR_LIMITS, decodeChecked, encodeCbor, scanCborSequence, type CborLimits } from './cbor.js'
 import { headSize, peekHeader, writeHead, writeText } from './envelope-heads.js'
 import { checkMetadata, envelopeCborLimits } from './envelope-limits.js'
+import { readCommonEnvelope } from './envelope-read.js'
 import { capText, describe } from './envelope-text.js'
 
 export { ENVELOPE_LIMITS, MAX_JOINED_FRAME_BYTES, MIN_MAX_MESSAGE_SIZE, checkMetadata, type EnvelopeLimits } from './envelope-limits.js'
@@ -330,6 +331,19 @@ export function parseFrame(frame: Uint8Array, limits: CborLimits = DEFAULT_CBOR_
 }
 
 function readItem(bytes: Uint8Array): Envelope | Malformed {
+  return readCommonEnvelope(bytes) ?? readEnvelopeWithCbor(bytes)
+}
+
+/**
+ * Reads one scanned envelope with cbor-x, whatever its shape: the reference the hand reader
+ * (envelope-read.ts) must agree with, and the reader of every shape it leaves out.
+ *
+ * @example
+ * ```ts
+ * const env = readEnvelopeWithCbor(frame.subarray(start, end))
+ * ```
+ */
+export function readEnvelopeWithCbor(bytes: Uint8Array): Envelope | Malformed {
   try {
     return toEnvelope(decodeChecked(bytes))
   } catch (err) {
