@@ -3,7 +3,7 @@
  * REPLY of `{ data: 'x' * N }`, alone in a frame and 16 to a frame, each read from a frame Buffer the
  * process has not seen (as zeromq.js hands a new Buffer per frame), then the payload decoded.
  *
- *   node dist/benchmarks/micro/codec.js [rounds]
+ *   node --expose-gc dist/benchmarks/micro/codec.js [rounds]
  *
  * Figures only mean something side by side in one run; compare two builds by running both.
  */
@@ -28,6 +28,8 @@ function time(label: string, frame: Buffer, perFrame: number, fn: (frame: Buffer
   const results: number[] = []
   for (let r = -2; r < rounds; r++) {
     const frames = copies(frame)
+    // Collect the last round's frames now, not in the middle of this one.
+    ;(globalThis as { gc?: () => void }).gc?.()
     const t0 = process.hrtime.bigint()
     for (const f of frames) sink ^= fn(f) === undefined ? 1 : 0
     if (r >= 0) results.push(Number(process.hrtime.bigint() - t0) / frames.length / perFrame)
