@@ -8,7 +8,7 @@
  * Figures only mean something side by side in one run; compare two builds by running both.
  */
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor } from '../../lib/codec/cbor.js'
-import { encodeReply, encodeRequest, parseFrame, scanFrame, type Envelope, type Malformed } from '../../lib/codec/envelope.js'
+import { encodeReply, encodeRequest, parseFrame, readFrameInChunks, scanFrame, type Envelope, type Malformed } from '../../lib/codec/envelope.js'
 
 const rounds = Number(process.argv[2] ?? 5)
 
@@ -49,6 +49,11 @@ for (const size of [64, 4096]) {
   const limits = DEFAULT_CBOR_LIMITS
   time(`${size} B  scanFrame REQUEST`, requests, 1, (f) => scanFrame(f, limits))
   time(`${size} B  parseFrame REQUEST`, requests, 1, (f) => parseFrame(f, limits))
+  time(`${size} B  readFrameInChunks REQUEST`, requests, 1, (f) => {
+    let last: unknown
+    for (const chunk of readFrameInChunks(f, limits)) last = chunk[0]
+    return last
+  })
   time(`${size} B  parseFrame REPLY`, replies, 1, (f) => parseFrame(f, limits))
   time(`${size} B  parseFrame 16 REPLYs`, replies16, 16, (f) => parseFrame(f, limits))
   time(`${size} B  REQUEST + decode params`, requests, 1, (f) => decodeCbor(payloadOf(parseFrame(f, limits)[0]!), limits))
