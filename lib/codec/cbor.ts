@@ -99,6 +99,8 @@ const encoderOptions = {
 const encoder = new Encoder(encoderOptions)
 
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true })
+// cbor-x's decode takes an end offset, missing from its typings.
+const decodeUpTo = decoder.decode.bind(decoder) as (source: Uint8Array, end: number) => unknown
 
 /**
  * Encodes a value as plain CBOR.
@@ -122,7 +124,7 @@ export function encodeCbor(value: unknown): Buffer {
  * ```
  */
 export function scanCbor(buf: Uint8Array, limits: CborLimits = DEFAULT_CBOR_LIMITS): number[] | CborProfileError {
-  return scan(buf, limits, undefined)
+  return scan(buf, limits, STOP)
 }
 
 /** A CBOR sequence that fits the profile, some of whose items may be over the item limits. */
@@ -148,29 +150,59 @@ export interface CborSequenceScan {
  * ```
  */
 export function scanCborSequence(buf: Uint8Array, limits: CborLimits = DEFAULT_CBOR_LIMITS): CborSequenceScan | CborProfileError {
-  const overLimit = new Map<number, CborProfileError>()
-  const ends = scan(buf, limits, overLimit)
-  return ends instanceof CborProfileError ? ends : { ends, overLimit }
+  const ends = scan(buf, limits, COLLECT)
+  if (ends instanceof CborProfileError) return ends
+  const overLimit = found ?? NONE_OVER
+  found = undefined
+  return { ends, overLimit }
 }
+
+// What scan() found besides the ends: module state, so the common frame with nothing over a limit
+// allocates no Map, and a payload check allocates no array of ends.
+/** Items over an item limit, created on the first one (COLLECT mode). */
+let found: Map<number, CborProfileError> | undefined
+/** Top-level items read by the last scan. */
+let itemCount = 0
+/** Whether the last scan met a byte string or a tag, whose decoded values cbor-x may make views of its input. */
+let sawViews = false
+/** The shared, never written "nothing over a limit" of scanCborSequence. */
+const NONE_OVER: ReadonlyMap<number, CborProfileError> = new Map()
+// The scan's stacks, reused: a scan runs to its end synchronously, so one pair serves every call.
+const pendingStack: number[] = [1]
+const mapStateStack: number[] = [0]
 
 const NOT_MAP = 0
 const MAP_KEY = 1
 const MAP_VALUE = 2
 
-/** One pass over the bytes; item-limit errors go to `overLimit` when given, else end the scan. */
-function scan(buf: Uint8Array, limits: CborLimits, overLimit: Map<number, CborProfileError> | undefined): number[] | CborProfileError {
+/** scan() modes: stop at the first item-limit error; collect them in `found`; one item, no ends. */
+const STOP = 0
+const COLLECT = 1
+const ONE = 2
+const NO_ENDS: number[] = []
+
+/**
+ * One pass over the bytes; item-limit errors go to `found` in COLLECT mode, else end the scan. In ONE
+ * mode it stops after the first top-level item and returns NO_ENDS with `itemCount` 1 if that was all
+ * the input, else 2 (the caller rescans to count); it sets `sawViews` in every mode.
+ */
+function scan(buf: Uint8Array, limits: CborLimits, mode: number): number[] | CborProfileError {
+  found = undefined
+  sawViews = false
   if (buf.length > limits.maxBytes) return new CborProfileError(`input of ${buf.length} bytes exceeds ${limits.maxBytes}`, 0)
   if (buf.length === 0) return new CborProfileError('empty input', 0)
   const maxItems = limits.maxItems ?? DEFAULT_MAX_ITEMS
   const maxMapEntries = limits.maxMapEntries ?? DEFAULT_MAX_MAP_ENTRIES
   const maxArrayLength = limits.maxArrayLength ?? DEFAULT_MAX_ARRAY_LENGTH
   const maxDepth = limits.maxDepth
-  const ends: number[] = []
+  const ends: number[] = mode === ONE ? NO_ENDS : []
   // pending[d] = items still to read in the container open at depth d; depth 0 is the top level.
-  const pending: number[] = [1]
+  const pending = pendingStack
+  pending[0] = 1
   // mapState[d]: NOT_MAP, or for a map whether its next item is a key (for the key-type rule) or a value.
   // One array instead of two measured 30% faster over the whole scan.
-  const mapState: number[] = [NOT_MAP]
+  const mapState = mapStateStack
+  mapState[0] = NOT_MAP
   let depth = 0
   let pos = 0
   const n = buf.length
@@ -183,6 +215,10 @@ function scan(buf: Uint8Array, limits: CborLimits, overLimit: Map<number, CborPr
     // Close every finished container, recording the end of each top-level item.
     while (pending[depth] === 0) {
       if (depth === 0) {
+        if (mode === ONE) {
+          itemCount = pos === n ? 1 : 2
+          return ends
+        }
         ends.push(pos)
         if (pos === n) return ends
         pending[0] = 1
@@ -239,6 +275,7 @@ function scan(buf: Uint8Array, limits: CborLimits, overLimit: Map<number, CborPr
         break
       case 2:
       case 3:
+        if (major === 2) sawViews = true
         if (arg > n - pos) return new CborProfileError(`string length ${arg} exceeds the ${n - pos} bytes left`, start)
         pos += arg
         break
@@ -261,6 +298,7 @@ function scan(buf: Uint8Array, limits: CborLimits, overLimit: Map<number, CborPr
         break
       }
       case 6:
+        sawViews = true
         if (!limits.allowTags.has(arg)) return new CborProfileError(`tag ${arg} is not accepted`, start)
         // The tag content is one more item in the same container, in the tag's place (a key cannot be
         // a tag, so that place is an array item or a map value).
@@ -273,9 +311,10 @@ function scan(buf: Uint8Array, limits: CborLimits, overLimit: Map<number, CborPr
         break
     }
     if (limitError !== undefined) {
-      if (overLimit === undefined) return limitError
+      if (mode !== COLLECT) return limitError
       // Keep walking to find where this item ends; its other excesses need no second report.
-      overLimit.set(ends.length, limitError)
+      found ??= new Map()
+      found.set(ends.length, limitError)
       over = true
       limitError = undefined
     }
@@ -292,8 +331,21 @@ export function decodeChecked(buf: Uint8Array): unknown {
 
 /** Scans, then decodes a single item; for payloads carried inside an envelope. */
 export function decodeCbor(buf: Uint8Array, limits: CborLimits = DEFAULT_CBOR_LIMITS): unknown {
-  const ends = scanCbor(buf, limits)
-  if (ends instanceof CborProfileError) throw ends
-  if (ends.length !== 1) throw new CborProfileError(`expected one item, found ${ends.length}`, ends[0] ?? 0)
-  return decoder.decode(buf)
+  const checked = scan(buf, limits, ONE)
+  if (checked instanceof CborProfileError) throw checked
+  if (itemCount !== 1) {
+    // More than one item: the full scan gives the verdict (a bad later item, or the count).
+    const ends = scanCbor(buf, limits)
+    if (ends instanceof CborProfileError) throw ends
+    throw new CborProfileError(`expected one item, found ${ends.length}`, ends[0] ?? 0)
+  }
+  if (sawViews || buf.length > scratch.length) return decoder.decode(buf)
+  // cbor-x caches a DataView on each input it is given: a payload is a new subarray every call, and a
+  // new DataView (plus a property added to the Buffer) cost more than copying it into one reused
+  // buffer. Safe only when nothing decoded can be a view of the input (no byte strings, no tags).
+  scratch.set(buf)
+  return decodeUpTo(scratch, buf.length)
 }
+
+/** Where decodeCbor copies payloads up to its size; grown never, larger payloads decode in place. */
+const scratch = Buffer.alloc(64 * 1024)

@@ -20,12 +20,15 @@
  */
 import { isStatusCode, type StatusCode } from '../errors.js'
 import { CborProfileError, DEFAULT_CBOR_LIMITS, decodeChecked, encodeCbor, scanCborSequence, type CborLimits } from './cbor.js'
-import { headSize, peekHeader, writeHead, writeText } from './envelope-heads.js'
+import { peekHeader } from './envelope-heads.js'
 import { checkMetadata, envelopeCborLimits } from './envelope-limits.js'
+import { readCommonEnvelope } from './envelope-read.js'
+import { replySize, requestSize, writeReply, writeRequest } from './envelope-write.js'
 import { capText, describe } from './envelope-text.js'
 
 export { ENVELOPE_LIMITS, MAX_JOINED_FRAME_BYTES, MIN_MAX_MESSAGE_SIZE, checkMetadata, type EnvelopeLimits } from './envelope-limits.js'
 export { MAX_PEER_TEXT } from './envelope-text.js'
+export { replySize, requestSize, writeReply, writeRequest } from './envelope-write.js'
 
 export const PROTOCOL_VERSION = 1
 
@@ -96,7 +99,7 @@ export interface Malformed {
 /** Largest id a peer may use: ids must stay exact in a JavaScript number. */
 export const MAX_ID = Number.MAX_SAFE_INTEGER
 
-// REQUEST (without metadata) and REPLY are written by hand (envelope-heads.ts): the bytes are the ones
+// REQUEST (without metadata) and REPLY are written by hand (envelope-write.ts): the bytes are the ones
 // cbor-x writes (tests check both).
 
 export function encodeRequest(
@@ -110,29 +113,14 @@ export function encodeRequest(
   if (metadata !== null) return encodeCbor([PROTOCOL_VERSION, Kind.Request, id, service, method, timeoutMs, metadata, params])
   const serviceBytes = Buffer.byteLength(service)
   const methodBytes = Buffer.byteLength(method)
-  const size =
-    3 + headSize(id) + headSize(serviceBytes) + serviceBytes + headSize(methodBytes) + methodBytes + headSize(timeoutMs) + 1 + headSize(params.length) + params.length
-  const out = Buffer.allocUnsafe(size)
-  out[0] = 0x88
-  out[1] = PROTOCOL_VERSION
-  out[2] = Kind.Request
-  let pos = writeHead(out, 3, 0, id)
-  pos = writeText(out, writeHead(out, pos, 3, serviceBytes), service, serviceBytes)
-  pos = writeText(out, writeHead(out, pos, 3, methodBytes), method, methodBytes)
-  pos = writeHead(out, pos, 0, timeoutMs)
-  out[pos++] = 0xf6
-  pos = writeHead(out, pos, 2, params.length)
-  out.set(params, pos)
+  const out = Buffer.allocUnsafe(requestSize(id, serviceBytes, methodBytes, timeoutMs, params.length))
+  writeRequest(out, 0, id, service, serviceBytes, method, methodBytes, timeoutMs, params)
   return out
 }
 
 export function encodeReply(id: number, result: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(3 + headSize(id) + headSize(result.length) + result.length)
-  out[0] = 0x84
-  out[1] = PROTOCOL_VERSION
-  out[2] = Kind.Reply
-  const pos = writeHead(out, writeHead(out, 3, 0, id), 2, result.length)
-  out.set(result, pos)
+  const out = Buffer.allocUnsafe(replySize(id, result.length))
+  writeReply(out, 0, id, result)
   return out
 }
 
@@ -330,6 +318,19 @@ export function parseFrame(frame: Uint8Array, limits: CborLimits = DEFAULT_CBOR_
 }
 
 function readItem(bytes: Uint8Array): Envelope | Malformed {
+  return readCommonEnvelope(bytes) ?? readEnvelopeWithCbor(bytes)
+}
+
+/**
+ * Reads one scanned envelope with cbor-x, whatever its shape: the reference the hand reader
+ * (envelope-read.ts) must agree with, and the reader of every shape it leaves out.
+ *
+ * @example
+ * ```ts
+ * const env = readEnvelopeWithCbor(frame.subarray(start, end))
+ * ```
+ */
+export function readEnvelopeWithCbor(bytes: Uint8Array): Envelope | Malformed {
   try {
     return toEnvelope(decodeChecked(bytes))
   } catch (err) {
