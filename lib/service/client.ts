@@ -91,25 +91,35 @@ export class RpcClient {
     const proxy: Record<string, unknown> = {}
     const checkParams = this.options.validateParams ?? true
     const checkResults = this.options.validateResults ?? true
+    const limits = this.limits
     for (const [method, validators] of validatorsFor(service)) {
       const idempotent = service.methods[method]?.idempotent === true
-      proxy[method] = async (params: unknown, options: CallOptions = {}): Promise<unknown> => {
-        if (checkParams) {
-          const invalid = validators.params(params)
-          if (invalid !== undefined) throw invalid
-        }
-        const resultBytes = await this.invoke(service.name, method, encodeParams(params), options, idempotent)
+      const name = service.name
+      const decode = (resultBytes: Uint8Array): unknown => {
         let result: unknown
         try {
-          result = decodeCbor(resultBytes, this.limits)
+          result = decodeCbor(resultBytes, limits)
         } catch (err) {
-          throw new RpcError('INTERNAL', `unreadable result from ${service.name}.${method}: ${(err as Error).message}`)
+          throw new RpcError('INTERNAL', `unreadable result from ${name}.${method}: ${(err as Error).message}`)
         }
         if (checkResults) {
           const wrong = validators.result(result)
           if (wrong !== undefined) throw wrong
         }
         return result
+      }
+      proxy[method] = (params: unknown, options: CallOptions = NO_OPTIONS): Promise<unknown> => {
+        if (checkParams) {
+          const invalid = validators.params(params)
+          if (invalid !== undefined) return Promise.reject(invalid)
+        }
+        let bytes: Buffer
+        try {
+          bytes = encodeParams(params)
+        } catch (err) {
+          return Promise.reject(err)
+        }
+        return this.invoke(name, method, bytes, options, idempotent, decode)
       }
     }
     return Object.freeze(proxy) as ServiceClient<S>
@@ -119,33 +129,67 @@ export class RpcClient {
    * The untyped call underneath the proxies: params and result as CBOR bytes. It knows no
    * idempotency, so only calls that never started are retried.
    */
-  call(service: string, method: string, params: Uint8Array, options: CallOptions = {}): Promise<Uint8Array> {
-    return this.invoke(service, method, params, options, false)
+  call(service: string, method: string, params: Uint8Array, options: CallOptions = NO_OPTIONS): Promise<Uint8Array> {
+    return this.invoke(service, method, params, options, false, undefined) as Promise<Uint8Array>
   }
 
   /**
    * One call, with the retries {@link retryPolicy} allows (at most {@link MAX_ATTEMPTS}, within the
-   * first deadline, never after the caller's signal aborted), each on the best channel left.
+   * first deadline, never after the caller's signal aborted), each on the best channel left; the
+   * result through `decode` when given. The one async frame between the caller and the channel's
+   * promise: a first attempt that succeeds costs one await, and a failure still carries the caller's
+   * stack (see {@link withCallerStack}).
    */
-  private async invoke(service: string, method: string, params: Uint8Array, options: CallOptions, idempotent: boolean): Promise<Uint8Array> {
+  private async invoke(
+    service: string,
+    method: string,
+    params: Uint8Array,
+    options: CallOptions,
+    idempotent: boolean,
+    decode: ((bytes: Uint8Array) => unknown) | undefined,
+  ): Promise<unknown> {
     if (this.closed) throw new RpcError('CANCELLED', 'client is closed')
     const timeoutMs = options.timeoutMs ?? this.timeoutMs
-    checkTimeout(timeoutMs)
-    checkMetadata(options.metadata)
-    const deadline = Date.now() + timeoutMs
+    if (timeoutMs !== this.timeoutMs) checkTimeout(timeoutMs)
     const { signal, metadata } = options
-    let waitForReady = options.waitForReady ?? this.options.waitForReady ?? false
-    const tried = new Set<Channel>()
-    for (let attempt = 1; ; attempt++) {
+    if (metadata !== undefined) checkMetadata(metadata)
+    const deadline = Date.now() + timeoutMs
+    const waitForReady = options.waitForReady ?? this.options.waitForReady ?? false
+    const channel = this.channels.length === 1 ? this.channels[0]! : this.pickChannel(undefined)
+    let resultBytes: Uint8Array
+    try {
+      resultBytes = await channel.call(service, method, params, deadline, signal, metadata, waitForReady)
+    } catch (err) {
+      resultBytes = await this.retry(err, channel, service, method, params, deadline, signal, metadata, waitForReady, idempotent)
+    }
+    return decode === undefined ? resultBytes : decode(resultBytes)
+  }
+
+  /** After a failed first attempt: the retries the table allows, or the error with the caller's stack. */
+  private async retry(
+    err: unknown,
+    first: Channel,
+    service: string,
+    method: string,
+    params: Uint8Array,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    metadata: Metadata | undefined,
+    waitForReady: boolean,
+    idempotent: boolean,
+  ): Promise<Uint8Array> {
+    const tried = new Set<Channel>([first])
+    for (let attempt = 2; ; attempt++) {
+      const elsewhere = this.options.broker !== undefined || tried.size < this.channels.length
+      const again = attempt <= MAX_ATTEMPTS && deadline - Date.now() >= 1 && signal?.aborted !== true && !this.closed && retryPolicy(err, idempotent, elsewhere)
+      if (!again) throw withCallerStack(err)
+      waitForReady ||= retryWaitsForReady(err)
       const channel = this.pickChannel(tried)
       tried.add(channel)
       try {
-        return await channel.call(service, method, params, { deadline, signal, metadata, waitForReady })
-      } catch (err) {
-        const elsewhere = this.options.broker !== undefined || tried.size < this.channels.length
-        const again = attempt < MAX_ATTEMPTS && deadline - Date.now() >= 1 && signal?.aborted !== true && !this.closed && retryPolicy(err, idempotent, elsewhere)
-        if (!again) throw withCallerStack(err)
-        waitForReady ||= retryWaitsForReady(err)
+        return await channel.call(service, method, params, deadline, signal, metadata, waitForReady)
+      } catch (next) {
+        err = next
       }
     }
   }
@@ -155,14 +199,14 @@ export class RpcClient {
    * succeed), then failing; among equals, one this call has not tried yet. So a dead server among
    * several holds no share of the calls, and a retry goes elsewhere when it can.
    */
-  private pickChannel(tried: ReadonlySet<Channel>): Channel {
+  private pickChannel(tried: ReadonlySet<Channel> | undefined): Channel {
     const count = this.channels.length
     const first = this.nextChannel++ % count
     let best = this.channels[first]!
     let bestRank = Infinity
     for (let i = 0; i < count; i++) {
       const channel = this.channels[(first + i) % count]!
-      const rank = STATE_RANK[channel.state] * 2 + (tried.has(channel) ? 1 : 0)
+      const rank = STATE_RANK[channel.state] * 2 + (tried?.has(channel) === true ? 1 : 0)
       if (rank < bestRank) {
         best = channel
         bestRank = rank
@@ -191,6 +235,8 @@ export class RpcClient {
     await Promise.all(this.channels.map((c) => c.close()))
   }
 }
+
+const NO_OPTIONS: CallOptions = Object.freeze({})
 
 const STATE_RANK = { ready: 0, connecting: 1, failing: 2, closed: 3 } as const
 
