@@ -27,7 +27,10 @@ import { MAX_ID, encodeCancel, encodeRequest, type Metadata } from '../codec/env
 import { TransportSocket, type ConnectionState } from '../transport/socket.js'
 import { DeadlineWheel } from './deadline-timer.js'
 import { directFraming, type Framing } from './framing.js'
-import { deliver, type ReplyContext, type ReplyCounters, type ReplyTarget } from './channel-replies.js'
+import { deliver, type ReplyContext, type ReplyCounters } from './channel-replies.js'
+import type { ChannelCall } from './channel-call.js'
+
+export { ChannelCall } from './channel-call.js'
 
 export interface ChannelOptions {
   readonly maxMessageSize: number
@@ -41,50 +44,6 @@ export const CLOSE_DRAIN_MS = 100
 
 /** Deadlines share one timer per channel and fire at most this late (never early). */
 const DEADLINE_TICK_MS = 5
-
-// One executor for every call's promise: it hands out the resolvers without a closure per call.
-let nextResolve: (result: Uint8Array) => void = () => {}
-let nextReject: (err: RpcError) => void = () => {}
-function capture(resolve: (result: Uint8Array) => void, reject: (err: RpcError) => void): void {
-  nextResolve = resolve
-  nextReject = reject
-}
-
-/** A call in the pending table: one object per call, its promise's resolvers on it. */
-class Pending implements ReplyTarget {
-  /** Written to the socket; false while the call waits for a connection. */
-  sent = false
-  /** The listener on the caller's signal, only when a signal was given. */
-  onAbort: (() => void) | undefined = undefined
-  readonly resolver = nextResolve
-  readonly rejecter = nextReject
-
-  constructor(
-    readonly channel: Channel,
-    readonly id: number,
-    readonly service: string,
-    readonly method: string,
-    readonly params: Uint8Array,
-    /** Absolute deadline, in ms since the epoch. */
-    readonly deadline: number,
-    /** The budget the call started with, for the message if it runs out. */
-    readonly budget: number,
-    readonly signal: AbortSignal | undefined,
-    readonly metadata: Metadata | undefined,
-    /** Wait for a connection up to the deadline, instead of failing fast while the endpoint cannot be reached. */
-    readonly waitForReady: boolean,
-  ) {}
-
-  resolve(result: Uint8Array): void {
-    this.channel.end(this)
-    this.resolver(result)
-  }
-
-  reject(err: RpcError): void {
-    this.channel.end(this)
-    this.rejecter(err)
-  }
-}
 
 /** Counters a channel keeps; exposed through the client's stats. */
 export interface ChannelCounters extends ReplyCounters {
@@ -108,14 +67,14 @@ export interface ChannelStats extends ChannelCounters {
 
 export class Channel {
   private readonly socket: TransportSocket
-  private readonly pending = new Map<number, Pending>()
+  private readonly pending = new Map<number, ChannelCall>()
   private readonly limits: CborLimits
   private readonly framing: Framing
   private closed = false
   private wasReady = false
   private readonly counters: ChannelCounters = { calls: 0, lateReplies: 0, malformed: 0, unknownKinds: 0, misrouted: 0, connectionsLost: 0, failedFast: 0 }
   private readonly replies: ReplyContext
-  private readonly deadlines = new DeadlineWheel<Pending>((call) => this.expire(call), DEADLINE_TICK_MS)
+  private readonly deadlines = new DeadlineWheel<ChannelCall>((call) => this.expire(call), DEADLINE_TICK_MS)
 
   /** `endpoint` must have passed checkEndpoint: the socket layer checks it again, but the client does first. */
   constructor(
@@ -157,59 +116,57 @@ export class Channel {
   }
 
   /**
-   * Sends one call and resolves with the result bytes, or rejects with an RpcError. `deadline` is
-   * absolute (ms since the epoch). One promise and one table entry per call; a listener only on a
-   * signal that was given, and the deadline on the channel's one wheel.
+   * Sends one call; its outcome goes to `call.succeeded(result)` or `call.failed(err)`, exactly once,
+   * possibly before this returns. One table entry per call, the deadline on the channel's one wheel,
+   * and a listener only on a signal that was given.
    */
-  call(
-    service: string,
-    method: string,
-    params: Uint8Array,
-    deadline: number,
-    signal: AbortSignal | undefined,
-    metadata: Metadata | undefined,
-    waitForReady: boolean,
-  ): Promise<Uint8Array> {
-    if (this.closed) return Promise.reject(new RpcError('CANCELLED', 'client is closed'))
-    if (signal?.aborted === true) return Promise.reject(new RpcError('CANCELLED', 'call cancelled before it was sent'))
+  call(call: ChannelCall): void {
+    if (this.closed) return call.failed(new RpcError('CANCELLED', 'client is closed'))
+    const signal = call.signal
+    if (signal?.aborted === true) return call.failed(new RpcError('CANCELLED', 'call cancelled before it was sent'))
     const id = this.nextId()
-    const now = Date.now()
-    const frame = this.encode(id, service, method, params, deadline - now, metadata)
-    if (frame instanceof RpcError) return Promise.reject(frame)
+    const left = call.deadline - Date.now()
+    const frame = this.encode(id, call.service, call.method, call.params, left, call.metadata)
+    if (frame instanceof RpcError) return call.failed(frame)
     const state = this.socket.state
-    if (state === 'failing' && !waitForReady) {
+    if (state === 'failing' && !call.waitForReady) {
       this.counters.failedFast++
-      return Promise.reject(this.unreachable())
+      return call.failed(this.unreachable())
     }
-    const promise = new Promise<Uint8Array>(capture)
-    const call = new Pending(this, id, service, method, params, deadline, Math.round(deadline - now), signal, metadata, waitForReady)
+    call.id = id
+    call.sent = false
+    call.budget = Math.round(left)
+    call.ender = this
     this.pending.set(id, call)
     this.counters.calls++
     // No CANCEL at the deadline: the server holds the same budget and aborts the handler itself, with
     // the reason DEADLINE_EXCEEDED that its handler should see, at most one trip later.
-    this.deadlines.add(deadline, call)
+    this.deadlines.add(call.deadline, call)
     if (signal !== undefined) {
       call.onAbort = () => this.abort(call)
       signal.addEventListener('abort', call.onAbort, { once: true })
     }
     if (state === 'ready') this.send(call, frame)
-    return promise
   }
 
   /** Takes an ended call out of the table, the wheel and its signal. */
-  end(call: Pending): void {
+  end(call: ChannelCall): void {
+    call.ender = undefined
     this.pending.delete(call.id)
     this.deadlines.remove(call.deadline, call)
-    if (call.onAbort !== undefined) call.signal?.removeEventListener('abort', call.onAbort)
+    if (call.onAbort !== undefined) {
+      call.signal?.removeEventListener('abort', call.onAbort)
+      call.onAbort = undefined
+    }
   }
 
-  private abort(call: Pending): void {
+  private abort(call: ChannelCall): void {
     if (this.pending.get(call.id) !== call) return
     if (call.sent) this.sendCancel(call.service, call.id)
     call.reject(new RpcError('CANCELLED', 'call cancelled by the caller'))
   }
 
-  private expire(call: Pending): void {
+  private expire(call: ChannelCall): void {
     if (this.pending.get(call.id) !== call) return
     call.reject(
       call.sent
@@ -233,7 +190,7 @@ export class Channel {
     this.deadlines.clear()
     // Rejected last, right before close() resolves, so a caller that awaits close() before handling
     // its calls' rejections does not see them reported as unhandled.
-    for (const [, call] of calls) call.reject(new RpcError('CANCELLED', 'client closed'))
+    for (const [id, call] of calls) if (this.pending.get(id) === call) call.reject(new RpcError('CANCELLED', 'client closed'))
   }
 
   /** The REQUEST frame with the budget left now, or the error that keeps it from being sent. */
@@ -247,7 +204,7 @@ export class Channel {
     return frame
   }
 
-  private send(call: Pending, frame: Buffer): void {
+  private send(call: ChannelCall, frame: Buffer): void {
     if (this.framing.push(this.socket, call.service, frame)) call.sent = true
     else call.reject(new RpcError('RESOURCE_EXHAUSTED', `send queue to ${this.endpoint} is full`, { notStarted: true }))
   }

@@ -13,7 +13,7 @@ import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { MAX_ID, type Metadata } from '../codec/envelope.js'
 import { checkEndpoint } from '../transport/endpoint.js'
-import { Channel, type ChannelStats } from '../rpc/channel.js'
+import { Channel, ChannelCall, type ChannelStats } from '../rpc/channel.js'
 import { mdpFraming } from '../rpc/framing.js'
 import { MAX_ATTEMPTS, retryPolicy, retryWaitsForReady } from '../rpc/retry.js'
 import type { CallOptions, ServiceClient, ServiceDefinition } from './contract.js'
@@ -136,60 +136,61 @@ export class RpcClient {
   /**
    * One call, with the retries {@link retryPolicy} allows (at most {@link MAX_ATTEMPTS}, within the
    * first deadline, never after the caller's signal aborted), each on the best channel left; the
-   * result through `decode` when given. The one async frame between the caller and the channel's
-   * promise: a first attempt that succeeds costs one await, and a failure still carries the caller's
-   * stack (see {@link withCallerStack}).
+   * result through `decode` when given. No async frame: the caller gets the one promise of a
+   * {@link ClientCall}, which the channel settles; only a failure goes through {@link afterFailure}.
    */
-  private async invoke(
-    service: string,
-    method: string,
-    params: Uint8Array,
-    options: CallOptions,
-    idempotent: boolean,
-    decode: ((bytes: Uint8Array) => unknown) | undefined,
-  ): Promise<unknown> {
-    if (this.closed) throw new RpcError('CANCELLED', 'client is closed')
+  private invoke(service: string, method: string, params: Uint8Array, options: CallOptions, idempotent: boolean, decode: Decode): Promise<unknown> {
+    if (this.closed) return Promise.reject(new RpcError('CANCELLED', 'client is closed'))
     const timeoutMs = options.timeoutMs ?? this.timeoutMs
-    if (timeoutMs !== this.timeoutMs) checkTimeout(timeoutMs)
     const { signal, metadata } = options
-    if (metadata !== undefined) checkMetadata(metadata)
-    const deadline = Date.now() + timeoutMs
+    try {
+      if (timeoutMs !== this.timeoutMs) checkTimeout(timeoutMs)
+      if (metadata !== undefined) checkMetadata(metadata)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     const waitForReady = options.waitForReady ?? this.options.waitForReady ?? false
     const channel = this.channels.length === 1 ? this.channels[0]! : this.pickChannel(undefined)
-    let resultBytes: Uint8Array
-    try {
-      resultBytes = await channel.call(service, method, params, deadline, signal, metadata, waitForReady)
-    } catch (err) {
-      resultBytes = await this.retry(err, channel, service, method, params, deadline, signal, metadata, waitForReady, idempotent)
-    }
-    return decode === undefined ? resultBytes : decode(resultBytes)
+    const promise = new Promise<unknown>(capture)
+    const call = new ClientCall(this.afterFailureOf, service, method, params, Date.now() + timeoutMs, signal, metadata, waitForReady, idempotent, decode, channel)
+    channel.call(call)
+    return promise
   }
 
-  /** After a failed first attempt: the retries the table allows, or the error with the caller's stack. */
-  private async retry(
-    err: unknown,
-    first: Channel,
-    service: string,
-    method: string,
-    params: Uint8Array,
-    deadline: number,
-    signal: AbortSignal | undefined,
-    metadata: Metadata | undefined,
-    waitForReady: boolean,
-    idempotent: boolean,
-  ): Promise<Uint8Array> {
-    const tried = new Set<Channel>([first])
+  /** {@link afterFailure} bound once per client, so a call carries no closure of its own. */
+  private readonly afterFailureOf = (call: ClientCall, err: unknown): Promise<unknown> => this.afterFailure(call, err)
+
+  /**
+   * After a failed first attempt: the retries the table allows, or the error with the caller's stack.
+   * The caller's promise is resolved with this one, so it settles the same way.
+   */
+  private async afterFailure(call: ClientCall, err: unknown): Promise<unknown> {
+    // Two turns, so that the caller's promise has adopted this one before anything throws: from then
+    // on V8's async stack trace runs from here through it to the caller's awaits (withCallerStack).
+    await undefined
+    await undefined
+    const tried = new Set<Channel>([call.channel])
+    let waitForReady = call.waitForReady
     for (let attempt = 2; ; attempt++) {
       const elsewhere = this.options.broker !== undefined || tried.size < this.channels.length
-      const again = attempt <= MAX_ATTEMPTS && deadline - Date.now() >= 1 && signal?.aborted !== true && !this.closed && retryPolicy(err, idempotent, elsewhere)
+      const again = attempt <= MAX_ATTEMPTS && call.deadline - Date.now() >= 1 && call.signal?.aborted !== true && !this.closed && retryPolicy(err, call.idempotent, elsewhere)
       if (!again) throw withCallerStack(err)
       waitForReady ||= retryWaitsForReady(err)
       const channel = this.pickChannel(tried)
       tried.add(channel)
+      const promise = new Promise<unknown>(capture)
+      channel.call(new ClientCall(undefined, call.service, call.method, call.params, call.deadline, call.signal, call.metadata, waitForReady, call.idempotent, undefined, channel))
+      let result: unknown
       try {
-        return await channel.call(service, method, params, deadline, signal, metadata, waitForReady)
+        result = await promise
       } catch (next) {
         err = next
+        continue
+      }
+      try {
+        return call.decode === undefined ? result : call.decode(result as Uint8Array)
+      } catch (wrong) {
+        throw withCallerStack(wrong)
       }
     }
   }
@@ -238,12 +239,74 @@ export class RpcClient {
 
 const NO_OPTIONS: CallOptions = Object.freeze({})
 
+/** Turns a call's result bytes into the caller's value, or throws the RpcError the caller gets. */
+type Decode = ((bytes: Uint8Array) => unknown) | undefined
+
+// One executor for every call's promise: it hands the resolvers to the next ClientCall without a
+// closure per call.
+let nextResolve: (value: unknown) => void = () => {}
+let nextReject: (err: unknown) => void = () => {}
+function capture(resolve: (value: unknown) => void, reject: (err: unknown) => void): void {
+  nextResolve = resolve
+  nextReject = reject
+}
+
+/**
+ * A call and the promise its caller holds (made right before it, by `new Promise(capture)`). A
+ * reply settles the promise at once, through `decode`; a failure hands the call to the client's
+ * retry path, or, for a retry attempt (no `retry`), rejects its promise for that path to handle.
+ */
+class ClientCall extends ChannelCall {
+  private readonly resolver = nextResolve
+  private readonly rejecter = nextReject
+
+  constructor(
+    private readonly retry: ((call: ClientCall, err: unknown) => Promise<unknown>) | undefined,
+    service: string,
+    method: string,
+    params: Uint8Array,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    metadata: Metadata | undefined,
+    waitForReady: boolean,
+    readonly idempotent: boolean,
+    readonly decode: Decode,
+    /** The channel of the first attempt. */
+    readonly channel: Channel,
+  ) {
+    super(service, method, params, deadline, signal, metadata, waitForReady)
+  }
+
+  succeeded(result: Uint8Array): void {
+    if (this.decode === undefined) return this.resolver(result)
+    let value: unknown
+    try {
+      value = this.decode(result)
+    } catch (err) {
+      return this.resolver(failLater(err))
+    }
+    this.resolver(value)
+  }
+
+  failed(err: RpcError): void {
+    if (this.retry === undefined) this.rejecter(err)
+    else this.resolver(this.retry(this, err))
+  }
+}
+
+/** A promise that rejects with `err`, carrying the stack of whoever awaits the one it settles (see afterFailure). */
+async function failLater(err: unknown): Promise<never> {
+  await undefined
+  await undefined
+  throw withCallerStack(err)
+}
+
 const STATE_RANK = { ready: 0, connecting: 1, failing: 2, closed: 3 } as const
 
 /**
  * Points the error's stack at the caller's code rather than the receive loop that built it (as
- * grpc-js does). Here, after an await, V8's async stack trace holds the caller's frames; this runs
- * only on failure, so successful calls pay nothing.
+ * grpc-js does). Called in an async function whose promise the caller's promise has adopted, V8's
+ * async stack trace holds the caller's frames; this runs only on failure, so successful calls pay nothing.
  */
 function withCallerStack(err: unknown): unknown {
   if (err instanceof RpcError) Error.captureStackTrace(err, withCallerStack)
