@@ -5,6 +5,8 @@
  * Calls are written through the socket's send queue and matched to replies by id. Every call ends
  * exactly once: with its reply, an error from the server, its deadline, its caller's signal, a lost
  * connection, or the channel closing, whichever comes first; whatever arrives after that is dropped.
+ * A call is one {@link ChannelCall} object (its caller's promise lives there, not here); its deadline
+ * waits on the channel's one DeadlineWheel (at most 5 ms late, never early) instead of a timer per call.
  *
  * ```
  *   DEALER  ->  [ frame: CBOR sequence of REQUEST / CANCEL envelopes ]
