@@ -5,6 +5,8 @@
  * Calls are written through the socket's send queue and matched to replies by id. Every call ends
  * exactly once: with its reply, an error from the server, its deadline, its caller's signal, a lost
  * connection, or the channel closing, whichever comes first; whatever arrives after that is dropped.
+ * A call is one {@link ChannelCall} object (its caller's promise lives there, not here); its deadline
+ * waits on the channel's one DeadlineWheel (at most 5 ms late, never early) instead of a timer per call.
  *
  * ```
  *   DEALER  ->  [ frame: CBOR sequence of REQUEST / CANCEL envelopes ]
@@ -25,9 +27,12 @@ import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
 import { MAX_ID, encodeCancel, encodeRequest, type Metadata } from '../codec/envelope.js'
 import { TransportSocket, type ConnectionState } from '../transport/socket.js'
-import { atDeadline, type DeadlineTimer } from './deadline-timer.js'
+import { DeadlineWheel } from './deadline-timer.js'
 import { directFraming, type Framing } from './framing.js'
 import { deliver, type ReplyContext, type ReplyCounters } from './channel-replies.js'
+import type { ChannelCall } from './channel-call.js'
+
+export { ChannelCall } from './channel-call.js'
 
 export interface ChannelOptions {
   readonly maxMessageSize: number
@@ -36,28 +41,11 @@ export interface ChannelOptions {
   readonly framing?: Framing
 }
 
-export interface CallOptions {
-  /** Absolute deadline, in ms since the epoch. */
-  readonly deadline: number
-  readonly signal?: AbortSignal | undefined
-  readonly metadata?: Metadata | undefined
-  /** Wait for a connection up to the deadline, instead of failing fast while the endpoint cannot be reached. */
-  readonly waitForReady?: boolean | undefined
-}
-
 /** How long close() lets the CANCELs of pending calls leave before the socket goes (ms). */
 export const CLOSE_DRAIN_MS = 100
 
-interface Pending {
-  readonly service: string
-  readonly method: string
-  readonly params: Uint8Array
-  readonly options: CallOptions
-  /** Written to the socket; false while the call waits for a connection. */
-  sent: boolean
-  resolve(result: Uint8Array): void
-  reject(err: RpcError): void
-}
+/** Deadlines share one timer per channel and fire at most this late (never early). */
+const DEADLINE_TICK_MS = 5
 
 /** Counters a channel keeps; exposed through the client's stats. */
 export interface ChannelCounters extends ReplyCounters {
@@ -81,13 +69,14 @@ export interface ChannelStats extends ChannelCounters {
 
 export class Channel {
   private readonly socket: TransportSocket
-  private readonly pending = new Map<number, Pending>()
+  private readonly pending = new Map<number, ChannelCall>()
   private readonly limits: CborLimits
   private readonly framing: Framing
   private closed = false
   private wasReady = false
   private readonly counters: ChannelCounters = { calls: 0, lateReplies: 0, malformed: 0, unknownKinds: 0, misrouted: 0, connectionsLost: 0, failedFast: 0 }
   private readonly replies: ReplyContext
+  private readonly deadlines = new DeadlineWheel<ChannelCall>((call) => this.expire(call), DEADLINE_TICK_MS)
 
   /** `endpoint` must have passed checkEndpoint: the socket layer checks it again, but the client does first. */
   constructor(
@@ -128,62 +117,64 @@ export class Channel {
     return { ...this.counters, inFlight: this.pending.size, connected: state === 'ready', state, stateDetail, recoveries: this.socket.counters.recoveries }
   }
 
-  /** Sends one call and resolves with the result bytes, or rejects with an RpcError. */
-  call(service: string, method: string, params: Uint8Array, options: CallOptions): Promise<Uint8Array> {
-    if (this.closed) return Promise.reject(new RpcError('CANCELLED', 'client is closed'))
-    const { signal } = options
-    if (signal?.aborted) return Promise.reject(new RpcError('CANCELLED', 'call cancelled before it was sent'))
+  /**
+   * Sends one call; its outcome goes to `call.succeeded(result)` or `call.failed(err)`, exactly once,
+   * possibly before this returns. One table entry per call, the deadline on the channel's one wheel,
+   * and a listener only on a signal that was given.
+   */
+  call(call: ChannelCall): void {
+    if (this.closed) return call.failed(new RpcError('CANCELLED', 'client is closed'))
+    const signal = call.signal
+    if (signal?.aborted === true) return call.failed(new RpcError('CANCELLED', 'call cancelled before it was sent'))
     const id = this.nextId()
-    const frame = this.encode(id, service, method, params, options)
-    if (frame instanceof RpcError) return Promise.reject(frame)
+    const left = call.deadline - Date.now()
+    const frame = this.encode(id, call.service, call.method, call.params, left, call.metadata)
+    if (frame instanceof RpcError) return call.failed(frame)
     const state = this.socket.state
-    if (state === 'failing' && options.waitForReady !== true) {
+    if (state === 'failing' && !call.waitForReady) {
       this.counters.failedFast++
-      return Promise.reject(this.unreachable())
+      return call.failed(this.unreachable())
     }
+    call.id = id
+    call.sent = false
+    call.budget = Math.round(left)
+    call.ender = this
+    this.pending.set(id, call)
+    this.counters.calls++
+    // No CANCEL at the deadline: the server holds the same budget and aborts the handler itself, with
+    // the reason DEADLINE_EXCEEDED that its handler should see, at most one trip later.
+    this.deadlines.add(call.deadline, call)
+    if (signal !== undefined) {
+      call.onAbort = () => this.abort(call)
+      signal.addEventListener('abort', call.onAbort, { once: true })
+    }
+    if (state === 'ready') this.send(call, frame)
+  }
 
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const onAbort = (): void => {
-        const call = this.pending.get(id)
-        if (call === undefined) return
-        if (call.sent) this.sendCancel(service, id)
-        call.reject(new RpcError('CANCELLED', 'call cancelled by the caller'))
-      }
-      const end = (): void => {
-        this.pending.delete(id)
-        timer.clear()
-        signal?.removeEventListener('abort', onAbort)
-      }
-      const call: Pending = {
-        service,
-        method,
-        params,
-        options,
-        sent: false,
-        resolve: (result) => {
-          end()
-          resolve(result)
-        },
-        reject: (err) => {
-          end()
-          reject(err)
-        },
-      }
-      this.pending.set(id, call)
-      this.counters.calls++
-      const budget = Math.round(options.deadline - Date.now())
-      // No CANCEL at the deadline: the server holds the same budget and aborts the handler itself, with
-      // the reason DEADLINE_EXCEEDED that its handler should see, at most one trip later.
-      const timer: DeadlineTimer = atDeadline(options.deadline, () =>
-        call.reject(
-          call.sent
-            ? new RpcError('DEADLINE_EXCEEDED', `deadline of ${budget} ms exceeded calling ${service}.${method}`)
-            : new RpcError('DEADLINE_EXCEEDED', `deadline of ${budget} ms exceeded waiting for ${this.endpoint}: ${this.socket.stateDetail}`, { notStarted: true }),
-        ),
-      )
-      signal?.addEventListener('abort', onAbort, { once: true })
-      if (state === 'ready') this.send(id, call, frame)
-    })
+  /** Takes an ended call out of the table, the wheel and its signal. */
+  end(call: ChannelCall): void {
+    call.ender = undefined
+    this.pending.delete(call.id)
+    this.deadlines.remove(call.deadline, call)
+    if (call.onAbort !== undefined) {
+      call.signal?.removeEventListener('abort', call.onAbort)
+      call.onAbort = undefined
+    }
+  }
+
+  private abort(call: ChannelCall): void {
+    if (this.pending.get(call.id) !== call) return
+    if (call.sent) this.sendCancel(call.service, call.id)
+    call.reject(new RpcError('CANCELLED', 'call cancelled by the caller'))
+  }
+
+  private expire(call: ChannelCall): void {
+    if (this.pending.get(call.id) !== call) return
+    call.reject(
+      call.sent
+        ? new RpcError('DEADLINE_EXCEEDED', `deadline of ${call.budget} ms exceeded calling ${call.service}.${call.method}`)
+        : new RpcError('DEADLINE_EXCEEDED', `deadline of ${call.budget} ms exceeded waiting for ${this.endpoint}: ${this.socket.stateDetail}`, { notStarted: true }),
+    )
   }
 
   /**
@@ -198,23 +189,24 @@ export class Channel {
       for (const [id, call] of calls) if (call.sent) this.sendCancel(call.service, id)
     }
     await this.socket.close(CLOSE_DRAIN_MS)
+    this.deadlines.clear()
     // Rejected last, right before close() resolves, so a caller that awaits close() before handling
     // its calls' rejections does not see them reported as unhandled.
-    for (const [, call] of calls) call.reject(new RpcError('CANCELLED', 'client closed'))
+    for (const [id, call] of calls) if (this.pending.get(id) === call) call.reject(new RpcError('CANCELLED', 'client closed'))
   }
 
   /** The REQUEST frame with the budget left now, or the error that keeps it from being sent. */
-  private encode(id: number, service: string, method: string, params: Uint8Array, options: CallOptions): Buffer | RpcError {
-    const remaining = Math.min(MAX_ID, Math.ceil(options.deadline - Date.now()))
+  private encode(id: number, service: string, method: string, params: Uint8Array, left: number, metadata: Metadata | undefined): Buffer | RpcError {
+    const remaining = Math.min(MAX_ID, Math.ceil(left))
     if (remaining <= 0) return new RpcError('DEADLINE_EXCEEDED', 'deadline passed before the call was sent', { notStarted: true })
-    const frame = encodeRequest(id, service, method, remaining, options.metadata ?? null, params)
+    const frame = encodeRequest(id, service, method, remaining, metadata ?? null, params)
     if (frame.length > this.options.maxMessageSize) {
       return new RpcError('RESOURCE_EXHAUSTED', `request of ${frame.length} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
     }
     return frame
   }
 
-  private send(id: number, call: Pending, frame: Buffer): void {
+  private send(call: ChannelCall, frame: Buffer): void {
     if (this.framing.push(this.socket, call.service, frame)) call.sent = true
     else call.reject(new RpcError('RESOURCE_EXHAUSTED', `send queue to ${this.endpoint} is full`, { notStarted: true }))
   }
@@ -243,10 +235,10 @@ export class Channel {
     for (const [id, call] of [...this.pending]) {
       if (call.sent) continue
       if (state === 'ready') {
-        const frame = this.encode(id, call.service, call.method, call.params, call.options)
+        const frame = this.encode(id, call.service, call.method, call.params, call.deadline - Date.now(), call.metadata)
         if (frame instanceof RpcError) call.reject(frame)
-        else this.send(id, call, frame)
-      } else if (state === 'failing' && call.options.waitForReady !== true) {
+        else this.send(call, frame)
+      } else if (state === 'failing' && !call.waitForReady) {
         this.counters.failedFast++
         call.reject(this.unreachable())
       }

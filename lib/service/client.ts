@@ -13,7 +13,7 @@ import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { MAX_ID, type Metadata } from '../codec/envelope.js'
 import { checkEndpoint } from '../transport/endpoint.js'
-import { Channel, type ChannelStats } from '../rpc/channel.js'
+import { Channel, ChannelCall, type ChannelStats } from '../rpc/channel.js'
 import { mdpFraming } from '../rpc/framing.js'
 import { MAX_ATTEMPTS, retryPolicy, retryWaitsForReady } from '../rpc/retry.js'
 import type { CallOptions, ServiceClient, ServiceDefinition } from './contract.js'
@@ -91,25 +91,35 @@ export class RpcClient {
     const proxy: Record<string, unknown> = {}
     const checkParams = this.options.validateParams ?? true
     const checkResults = this.options.validateResults ?? true
+    const limits = this.limits
     for (const [method, validators] of validatorsFor(service)) {
       const idempotent = service.methods[method]?.idempotent === true
-      proxy[method] = async (params: unknown, options: CallOptions = {}): Promise<unknown> => {
-        if (checkParams) {
-          const invalid = validators.params(params)
-          if (invalid !== undefined) throw invalid
-        }
-        const resultBytes = await this.invoke(service.name, method, encodeParams(params), options, idempotent)
+      const name = service.name
+      const decode = (resultBytes: Uint8Array): unknown => {
         let result: unknown
         try {
-          result = decodeCbor(resultBytes, this.limits)
+          result = decodeCbor(resultBytes, limits)
         } catch (err) {
-          throw new RpcError('INTERNAL', `unreadable result from ${service.name}.${method}: ${(err as Error).message}`)
+          throw new RpcError('INTERNAL', `unreadable result from ${name}.${method}: ${(err as Error).message}`)
         }
         if (checkResults) {
           const wrong = validators.result(result)
           if (wrong !== undefined) throw wrong
         }
         return result
+      }
+      proxy[method] = (params: unknown, options: CallOptions = NO_OPTIONS): Promise<unknown> => {
+        if (checkParams) {
+          const invalid = validators.params(params)
+          if (invalid !== undefined) return Promise.reject(invalid)
+        }
+        let bytes: Buffer
+        try {
+          bytes = encodeParams(params)
+        } catch (err) {
+          return Promise.reject(err)
+        }
+        return this.invoke(name, method, bytes, options, idempotent, decode)
       }
     }
     return Object.freeze(proxy) as ServiceClient<S>
@@ -119,33 +129,68 @@ export class RpcClient {
    * The untyped call underneath the proxies: params and result as CBOR bytes. It knows no
    * idempotency, so only calls that never started are retried.
    */
-  call(service: string, method: string, params: Uint8Array, options: CallOptions = {}): Promise<Uint8Array> {
-    return this.invoke(service, method, params, options, false)
+  call(service: string, method: string, params: Uint8Array, options: CallOptions = NO_OPTIONS): Promise<Uint8Array> {
+    return this.invoke(service, method, params, options, false, undefined) as Promise<Uint8Array>
   }
 
   /**
    * One call, with the retries {@link retryPolicy} allows (at most {@link MAX_ATTEMPTS}, within the
-   * first deadline, never after the caller's signal aborted), each on the best channel left.
+   * first deadline, never after the caller's signal aborted), each on the best channel left; the
+   * result through `decode` when given. No async frame: the caller gets the one promise of a
+   * {@link ClientCall}, which the channel settles; only a failure goes through {@link afterFailure}.
    */
-  private async invoke(service: string, method: string, params: Uint8Array, options: CallOptions, idempotent: boolean): Promise<Uint8Array> {
-    if (this.closed) throw new RpcError('CANCELLED', 'client is closed')
+  private invoke(service: string, method: string, params: Uint8Array, options: CallOptions, idempotent: boolean, decode: Decode): Promise<unknown> {
+    if (this.closed) return Promise.reject(new RpcError('CANCELLED', 'client is closed'))
     const timeoutMs = options.timeoutMs ?? this.timeoutMs
-    checkTimeout(timeoutMs)
-    checkMetadata(options.metadata)
-    const deadline = Date.now() + timeoutMs
     const { signal, metadata } = options
-    let waitForReady = options.waitForReady ?? this.options.waitForReady ?? false
-    const tried = new Set<Channel>()
-    for (let attempt = 1; ; attempt++) {
+    try {
+      if (timeoutMs !== this.timeoutMs) checkTimeout(timeoutMs)
+      if (metadata !== undefined) checkMetadata(metadata)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const waitForReady = options.waitForReady ?? this.options.waitForReady ?? false
+    const channel = this.channels.length === 1 ? this.channels[0]! : this.pickChannel(undefined)
+    const promise = new Promise<unknown>(capture)
+    const call = new ClientCall(this.afterFailureOf, service, method, params, Date.now() + timeoutMs, signal, metadata, waitForReady, idempotent, decode, channel)
+    channel.call(call)
+    return promise
+  }
+
+  /** {@link afterFailure} bound once per client, so a call carries no closure of its own. */
+  private readonly afterFailureOf = (call: ClientCall, err: unknown): Promise<unknown> => this.afterFailure(call, err)
+
+  /**
+   * After a failed first attempt: the retries the table allows, or the error with the caller's stack.
+   * The caller's promise is resolved with this one, so it settles the same way.
+   */
+  private async afterFailure(call: ClientCall, err: unknown): Promise<unknown> {
+    // Two turns, so that the caller's promise has adopted this one before anything throws: from then
+    // on V8's async stack trace runs from here through it to the caller's awaits (withCallerStack).
+    await undefined
+    await undefined
+    const tried = new Set<Channel>([call.channel])
+    let waitForReady = call.waitForReady
+    for (let attempt = 2; ; attempt++) {
+      const elsewhere = this.options.broker !== undefined || tried.size < this.channels.length
+      const again = attempt <= MAX_ATTEMPTS && call.deadline - Date.now() >= 1 && call.signal?.aborted !== true && !this.closed && retryPolicy(err, call.idempotent, elsewhere)
+      if (!again) throw withCallerStack(err)
+      waitForReady ||= retryWaitsForReady(err)
       const channel = this.pickChannel(tried)
       tried.add(channel)
+      const promise = new Promise<unknown>(capture)
+      channel.call(new ClientCall(undefined, call.service, call.method, call.params, call.deadline, call.signal, call.metadata, waitForReady, call.idempotent, undefined, channel))
+      let result: unknown
       try {
-        return await channel.call(service, method, params, { deadline, signal, metadata, waitForReady })
-      } catch (err) {
-        const elsewhere = this.options.broker !== undefined || tried.size < this.channels.length
-        const again = attempt < MAX_ATTEMPTS && deadline - Date.now() >= 1 && signal?.aborted !== true && !this.closed && retryPolicy(err, idempotent, elsewhere)
-        if (!again) throw withCallerStack(err)
-        waitForReady ||= retryWaitsForReady(err)
+        result = await promise
+      } catch (next) {
+        err = next
+        continue
+      }
+      try {
+        return call.decode === undefined ? result : call.decode(result as Uint8Array)
+      } catch (wrong) {
+        throw withCallerStack(wrong)
       }
     }
   }
@@ -155,14 +200,14 @@ export class RpcClient {
    * succeed), then failing; among equals, one this call has not tried yet. So a dead server among
    * several holds no share of the calls, and a retry goes elsewhere when it can.
    */
-  private pickChannel(tried: ReadonlySet<Channel>): Channel {
+  private pickChannel(tried: ReadonlySet<Channel> | undefined): Channel {
     const count = this.channels.length
     const first = this.nextChannel++ % count
     let best = this.channels[first]!
     let bestRank = Infinity
     for (let i = 0; i < count; i++) {
       const channel = this.channels[(first + i) % count]!
-      const rank = STATE_RANK[channel.state] * 2 + (tried.has(channel) ? 1 : 0)
+      const rank = STATE_RANK[channel.state] * 2 + (tried?.has(channel) === true ? 1 : 0)
       if (rank < bestRank) {
         best = channel
         bestRank = rank
@@ -192,12 +237,76 @@ export class RpcClient {
   }
 }
 
+const NO_OPTIONS: CallOptions = Object.freeze({})
+
+/** Turns a call's result bytes into the caller's value, or throws the RpcError the caller gets. */
+type Decode = ((bytes: Uint8Array) => unknown) | undefined
+
+// One executor for every call's promise: it hands the resolvers to the next ClientCall without a
+// closure per call.
+let nextResolve: (value: unknown) => void = () => {}
+let nextReject: (err: unknown) => void = () => {}
+function capture(resolve: (value: unknown) => void, reject: (err: unknown) => void): void {
+  nextResolve = resolve
+  nextReject = reject
+}
+
+/**
+ * A call and the promise its caller holds (made right before it, by `new Promise(capture)`). A
+ * reply settles the promise at once, through `decode`; a failure hands the call to the client's
+ * retry path, or, for a retry attempt (no `retry`), rejects its promise for that path to handle.
+ */
+class ClientCall extends ChannelCall {
+  private readonly resolver = nextResolve
+  private readonly rejecter = nextReject
+
+  constructor(
+    private readonly retry: ((call: ClientCall, err: unknown) => Promise<unknown>) | undefined,
+    service: string,
+    method: string,
+    params: Uint8Array,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    metadata: Metadata | undefined,
+    waitForReady: boolean,
+    readonly idempotent: boolean,
+    readonly decode: Decode,
+    /** The channel of the first attempt. */
+    readonly channel: Channel,
+  ) {
+    super(service, method, params, deadline, signal, metadata, waitForReady)
+  }
+
+  succeeded(result: Uint8Array): void {
+    if (this.decode === undefined) return this.resolver(result)
+    let value: unknown
+    try {
+      value = this.decode(result)
+    } catch (err) {
+      return this.resolver(failLater(err))
+    }
+    this.resolver(value)
+  }
+
+  failed(err: RpcError): void {
+    if (this.retry === undefined) this.rejecter(err)
+    else this.resolver(this.retry(this, err))
+  }
+}
+
+/** A promise that rejects with `err`, carrying the stack of whoever awaits the one it settles (see afterFailure). */
+async function failLater(err: unknown): Promise<never> {
+  await undefined
+  await undefined
+  throw withCallerStack(err)
+}
+
 const STATE_RANK = { ready: 0, connecting: 1, failing: 2, closed: 3 } as const
 
 /**
  * Points the error's stack at the caller's code rather than the receive loop that built it (as
- * grpc-js does). Here, after an await, V8's async stack trace holds the caller's frames; this runs
- * only on failure, so successful calls pay nothing.
+ * grpc-js does). Called in an async function whose promise the caller's promise has adopted, V8's
+ * async stack trace holds the caller's frames; this runs only on failure, so successful calls pay nothing.
  */
 function withCallerStack(err: unknown): unknown {
   if (err instanceof RpcError) Error.captureStackTrace(err, withCallerStack)
