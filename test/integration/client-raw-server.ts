@@ -2,6 +2,7 @@
  * A raw ROUTER that plays a server (or a broker) for client tests: it hands each message to the
  * test, which answers with whatever bytes it likes, well-formed or not.
  */
+import { connect } from 'node:net'
 import { Router } from 'zeromq'
 import { Kind, parseFrame, type RequestEnvelope } from '../../lib/codec/envelope.js'
 
@@ -67,5 +68,21 @@ export async function deadEndpoint(): Promise<string> {
   await probe.bind('tcp://127.0.0.1:*')
   const endpoint = probe.lastEndpoint!
   probe.close()
+  // libzmq closes the listener on its I/O thread, after close() returns: until then a client can
+  // still connect to it, and then lose that connection. Return once the port refuses connections.
+  const port = Number(endpoint.slice(endpoint.lastIndexOf(':') + 1))
+  for (let attempt = 0; attempt < 100 && (await accepts(port)); attempt++) await new Promise((resolve) => setTimeout(resolve, 10))
   return endpoint
+}
+
+/** Whether something accepts a TCP connection on 127.0.0.1:`port` now. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port })
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
 }

@@ -4,6 +4,7 @@ import { checkEndpoint, EndpointError } from '../../lib/transport/endpoint.js'
 import { TransportSocket, type ConnectionState } from '../../lib/transport/socket.js'
 import { atDeadline, DeadlineWheel, MAX_TIMER_MS } from '../../lib/rpc/deadline-timer.js'
 import { sleep, until } from '../helpers/endpoints.js'
+import { deadEndpoint } from './client-raw-server.js'
 
 describe('endpoint strings', () => {
   it('accepts what libzmq accepts for bind and connect', () => {
@@ -58,10 +59,7 @@ describe('TransportSocket', function () {
   this.timeout(10_000)
 
   it('reports failing at once when nothing listens, then ready when a server binds', async () => {
-    const probe = new Router()
-    await probe.bind('tcp://127.0.0.1:*')
-    const endpoint = probe.lastEndpoint!
-    probe.close()
+    const endpoint = await deadEndpoint()
     const states: ConnectionState[] = []
     const socket = new TransportSocket({ type: 'dealer', maxMessageSize: 1 << 20 }, { onMessage: () => {}, onState: (s) => states.push(s) })
     socket.connect(endpoint)
