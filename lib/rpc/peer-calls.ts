@@ -14,6 +14,7 @@
 import { RpcError } from '../errors.js'
 import type { Metadata, RequestEnvelope } from '../codec/envelope.js'
 import { atDeadline, type DeadlineTimer } from './deadline-timer.js'
+import type { PeerKey, RawHandler } from './dispatcher.js'
 
 /** What a handler knows about the call it is serving. */
 export interface CallContext {
@@ -51,6 +52,7 @@ export class ActiveCall implements CallContext {
     readonly reply: ReplyFn,
     readonly peer: PeerCalls,
     readonly deadline: number,
+    readonly handler: RawHandler,
   ) {
     this.metadata = request.metadata ?? {}
     this.params = request.params
@@ -105,7 +107,7 @@ export class PeerCalls {
   /** Whether the dispatcher's round-robin ring holds this peer. */
   inRing = false
 
-  constructor(readonly name: string) {}
+  constructor(readonly name: PeerKey) {}
 
   /** Calls counted against this peer's share: running plus queued. */
   get held(): number {
