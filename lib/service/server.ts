@@ -98,7 +98,16 @@ export class RpcServer {
     }
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: this.maxMessageSize }
     const { maxConcurrent, maxQueued, maxPerPeer, maxConcurrentPerPeer, maxQueuedBytes, maxQueuedBytesPerPeer, onHandlerError } = options
-    this.dispatcher = new Dispatcher((service, method) => this.handlers.get(service)?.get(method), {
+    // The last method found is remembered: calls in a burst mostly go to one method, and comparing two
+    // short strings is cheaper than hashing the fresh ones each envelope brings. Handlers are never removed.
+    let last: { service: string; method: string; handler: RawHandler } | undefined
+    const lookup = (service: string, method: string): RawHandler | undefined => {
+      if (last !== undefined && last.method === method && last.service === service) return last.handler
+      const handler = this.handlers.get(service)?.get(method)
+      if (handler !== undefined) last = { service, method, handler }
+      return handler
+    }
+    this.dispatcher = new Dispatcher(lookup, {
       ...(maxConcurrent !== undefined && { maxConcurrent }),
       ...(maxQueued !== undefined && { maxQueued }),
       ...(maxPerPeer !== undefined && { maxPerPeer }),
