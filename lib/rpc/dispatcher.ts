@@ -18,6 +18,7 @@
 import { RpcError, type StatusCode } from '../errors.js'
 import { encodeError, encodeReply, type RequestEnvelope } from '../codec/envelope.js'
 import { atDeadline } from './deadline-timer.js'
+import { CallDeadlines } from './dispatch-deadlines.js'
 import { ActiveCall, PeerCalls, QUEUED_CALL_OVERHEAD_BYTES, type CallContext, type ReplyFn } from './peer-calls.js'
 
 export type { CallContext, ReplyFn } from './peer-calls.js'
@@ -85,6 +86,7 @@ const NOT_STARTED = { notStarted: true } as const
 
 export class Dispatcher {
   private readonly peers = new Map<PeerKey, PeerCalls>()
+  private readonly deadlines = new CallDeadlines<ActiveCall>()
   /** Peers with queued calls, served in turn from `cursor`. */
   private readonly ring: PeerCalls[] = []
   private cursor = 0
@@ -134,7 +136,7 @@ export class Dispatcher {
   }
 
   get stats(): DispatcherStats {
-    return { ...this.counters, running: this.running, queued: this.queued, queuedBytes: this.queuedBytes, peers: this.peers.size }
+    return { ...this.counters, running: this.running, queued: this.queued, queuedBytes: this.queuedBytes, peers: this.holdingPeers() }
   }
 
   /** Takes one request. `peer` names the caller's connection, so its CANCELs and its leaving find its calls. */
@@ -157,7 +159,7 @@ export class Dispatcher {
     if (handler === undefined) return this.refuse(request, reply, 'UNIMPLEMENTED', `unknown method ${request.service}.${request.method}`)
     if (request.timeoutMs === 0) return this.refuse(request, reply, 'DEADLINE_EXCEEDED', 'call arrived with no time left')
     if (calls === undefined) {
-      calls = new PeerCalls(peer)
+      calls = new PeerCalls(peer, this.deadlines)
       this.peers.set(peer, calls)
     }
     if (calls.held >= this.maxPerPeer) {
@@ -335,9 +337,20 @@ export class Dispatcher {
     call.reply(frame, call.id)
   }
 
-  /** Drops a peer's entry once it holds nothing, so peers that come and go leave no trace. */
+  /**
+   * Drops a peer's entry once it holds nothing, so peers that come and go leave no trace. A numbered
+   * peer (a listener's connection) keeps its entry until {@link Dispatcher.peerLeft}: a caller whose
+   * calls are answered one at a time would otherwise build a new entry per call.
+   */
   private release(calls: PeerCalls): void {
+    if (typeof calls.name === 'number') return
     if (calls.held === 0 && calls.live.size === 0 && this.peers.get(calls.name) === calls) this.peers.delete(calls.name)
+  }
+
+  private holdingPeers(): number {
+    let n = 0
+    for (const calls of this.peers.values()) if (calls.held > 0 || calls.live.size > 0) n++
+    return n
   }
 
   /** Fills free handler slots from the queue, one call per peer in turn. */

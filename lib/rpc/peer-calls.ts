@@ -13,7 +13,7 @@
  */
 import { RpcError } from '../errors.js'
 import type { Metadata, RequestEnvelope } from '../codec/envelope.js'
-import { atDeadline, type DeadlineTimer } from './deadline-timer.js'
+import type { CallDeadlines } from './dispatch-deadlines.js'
 import type { PeerKey, RawHandler } from './dispatcher.js'
 
 /** What a handler knows about the call it is serving. */
@@ -37,7 +37,8 @@ export const QUEUED_CALL_OVERHEAD_BYTES = 512
 /** One call from arrival to its answer. */
 export class ActiveCall implements CallContext {
   private controller: AbortController | undefined
-  private timer: DeadlineTimer | undefined
+  /** Whether this call's deadline waits on the dispatcher's wheel (its signal was read in time). */
+  private timed = false
   private abortReason: RpcError | undefined
   /** Answered, dropped or given up: nothing more is sent for it. */
   ended = false
@@ -68,14 +69,25 @@ export class ActiveCall implements CallContext {
     return this.request.method
   }
 
-  // Made on first use: most handlers never look at their signal, and a timer per call is not free.
+  // Made on first use: most handlers never look at their signal. Its deadline then joins the
+  // dispatcher's wheel: one timer for all calls, not one per call.
   get signal(): AbortSignal {
     if (this.controller === undefined) {
       this.controller = new AbortController()
       if (this.abortReason !== undefined) this.controller.abort(this.abortReason)
-      else this.timer = atDeadline(this.deadline, () => this.abort(new RpcError('DEADLINE_EXCEEDED', 'deadline exceeded')))
+      else if (Date.now() > this.deadline) this.expire()
+      else {
+        this.timed = true
+        this.peer.deadlines.add(this)
+      }
     }
     return this.controller.signal
+  }
+
+  /** The deadline has passed (called by the wheel). */
+  expire(): void {
+    this.timed = false
+    this.abort(new RpcError('DEADLINE_EXCEEDED', 'deadline exceeded'))
   }
 
   /** The caller has given up on this call: its deadline passed, it cancelled, or it went away. */
@@ -86,12 +98,14 @@ export class ActiveCall implements CallContext {
   abort(reason: RpcError): void {
     if (this.abortReason !== undefined) return
     this.abortReason = reason
-    this.timer?.clear()
+    this.dispose()
     this.controller?.abort(reason)
   }
 
   dispose(): void {
-    this.timer?.clear()
+    if (!this.timed) return
+    this.timed = false
+    this.peer.deadlines.remove(this)
   }
 }
 
@@ -107,7 +121,11 @@ export class PeerCalls {
   /** Whether the dispatcher's round-robin ring holds this peer. */
   inRing = false
 
-  constructor(readonly name: PeerKey) {}
+  constructor(
+    readonly name: PeerKey,
+    /** The dispatcher's wheel for the deadlines of calls whose signal was read. */
+    readonly deadlines: CallDeadlines<ActiveCall>,
+  ) {}
 
   /** Calls counted against this peer's share: running plus queued. */
   get held(): number {
