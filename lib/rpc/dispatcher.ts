@@ -168,9 +168,9 @@ export class Dispatcher {
       return this.refuse(request, reply, 'RESOURCE_EXHAUSTED', `this caller already holds ${calls.held} calls, its share of the server (maxPerPeer ${this.maxPerPeer}); wait for some to finish`, NOT_STARTED)
     }
     if (this.running < this.maxConcurrent && calls.running < this.maxConcurrentPerPeer && calls.queue.length === 0) {
-      const call = new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler)
-      calls.live.set(call.id, call)
-      return this.start(call)
+      // Not in `live` yet: a handler that answers at once is done before any CANCEL or duplicate could
+      // arrive, so only a call still running when its handler returns is entered there (in start()).
+      return this.start(new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler))
     }
     if (this.queued >= this.maxQueued) {
       this.counters.rejectedBusy++
@@ -191,7 +191,7 @@ export class Dispatcher {
     calls.queuedBytes += bytes
     this.queued++
     calls.queue.push(call)
-    calls.live.set(call.id, call)
+    calls.enter(call)
     if (!calls.inRing) {
       calls.inRing = true
       this.ring.push(calls)
@@ -224,6 +224,12 @@ export class Dispatcher {
       this.counters.peerGone++
       this.giveUp(call, reason)
     }
+  }
+
+  /** Whether `peer` holds calls (running, queued, or given up with handlers still running). */
+  holds(peer: PeerKey): boolean {
+    const calls = this.peers.get(peer)
+    return calls !== undefined && (calls.held > 0 || calls.live.size > 0)
   }
 
   /** Refuses new calls from now on (UNAVAILABLE, `{ notStarted: true }`); running and queued ones go on. */
@@ -272,6 +278,7 @@ export class Dispatcher {
       return this.settle(call, this.errorFrame(call, err))
     }
     if (result instanceof Uint8Array) return this.settle(call, encodeReply(call.id, result), true)
+    if (!call.inLive) call.peer.enter(call)
     result.then(
       (bytes) => this.settle(call, encodeReply(call.id, bytes), true),
       (err: unknown) => this.settle(call, this.errorFrame(call, err)),
@@ -340,7 +347,8 @@ export class Dispatcher {
   /**
    * Drops a peer's entry once it holds nothing, so peers that come and go leave no trace. A numbered
    * peer (a listener's connection) keeps its entry until {@link Dispatcher.peerLeft}: a caller whose
-   * calls are answered one at a time would otherwise build a new entry per call.
+   * calls are answered one at a time would otherwise build a new entry per call. The listener drops
+   * idle ones too (inproc peers never say they left).
    */
   private release(calls: PeerCalls): void {
     if (typeof calls.name === 'number') return
@@ -349,7 +357,7 @@ export class Dispatcher {
 
   private holdingPeers(): number {
     let n = 0
-    for (const calls of this.peers.values()) if (calls.held > 0 || calls.live.size > 0) n++
+    for (const peer of this.peers.keys()) if (this.holds(peer)) n++
     return n
   }
 

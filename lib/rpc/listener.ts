@@ -23,6 +23,9 @@ import type { Dispatcher, ReplyFn } from './dispatcher.js'
 /** Longest stretch of one frame's work before yielding, in ms. */
 export const MAX_TURN_MS = 2
 
+/** Peers known before the listener first forgets idle ones. */
+const MIN_PEERS_BEFORE_SWEEP = 1024
+
 export interface ListenerOptions {
   readonly maxMessageSize: number
   readonly coalesce: boolean
@@ -65,6 +68,8 @@ export class Listener {
    */
   private readonly peers = new Map<string, Peer>()
   private lastPeerNumber = 0
+  /** Peers known when idle ones are next forgotten (inproc peers leave without a notice). */
+  private sweepAt = MIN_PEERS_BEFORE_SWEEP
   private readonly counters: ListenerCounters = { badFrameCount: 0, malformed: 0, unexpectedKind: 0, oversizedReplies: 0, unhandled: 0 }
 
   constructor(
@@ -128,10 +133,24 @@ export class Listener {
     const key = from.toString('latin1')
     let peer = this.peers.get(key)
     if (peer === undefined) {
+      if (this.peers.size >= this.sweepAt) this.forgetIdlePeers()
       peer = { number: ++this.lastPeerNumber, routingId: from }
       this.peers.set(key, peer)
     }
     return peer
+  }
+
+  /**
+   * Forgets peers that hold no calls, so the table stays within twice the peers that do (amortized
+   * O(1) per new peer). One that comes back gets a new number: it held nothing that its old one could find.
+   */
+  private forgetIdlePeers(): void {
+    for (const [key, peer] of this.peers) {
+      if (peer === this.current?.peer || this.dispatcher.holds(peer.number)) continue
+      this.peers.delete(key)
+      this.dispatcher.peerLeft(peer.number)
+    }
+    this.sweepAt = Math.max(MIN_PEERS_BEFORE_SWEEP, 2 * this.peers.size)
   }
 
   private async onFrame(received: Buffer, frame: Buffer): Promise<void> {

@@ -42,6 +42,8 @@ export class ActiveCall implements CallContext {
   private abortReason: RpcError | undefined
   /** Answered, dropped or given up: nothing more is sent for it. */
   ended = false
+  /** Whether `peer.live` holds this call under its id. */
+  inLive = false
   /** Params bytes; a queued call holds a copy, so it does not pin the whole received frame. */
   params: Uint8Array
   /** Bytes charged to the queue while the call waits (0 once it runs). */
@@ -132,8 +134,17 @@ export class PeerCalls {
     return this.running + this.queue.length
   }
 
+  /** Enters `call` in `live` (its id must not be there). */
+  enter(call: ActiveCall): void {
+    call.inLive = true
+    this.live.set(call.id, call)
+  }
+
   /** Forgets `call`'s id if it is still the live call for it (a later call may reuse the id). */
   forget(call: ActiveCall): void {
-    if (this.live.get(call.id) === call) this.live.delete(call.id)
+    // Only the call entered under an id can be there: a later one is entered after this one is forgotten.
+    if (!call.inLive) return
+    call.inLive = false
+    this.live.delete(call.id)
   }
 }
