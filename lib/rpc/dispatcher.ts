@@ -307,8 +307,8 @@ export class Dispatcher {
       this.end(call)
     } else this.finish(call, frame, ok)
     this.release(call.peer)
-    this.next()
-    if (this.running === 0) for (const resolve of this.drainedWaiters.splice(0)) resolve()
+    if (this.ring.length > 0) this.next()
+    if (this.running === 0 && this.drainedWaiters.length > 0) for (const resolve of this.drainedWaiters.splice(0)) resolve()
   }
 
   /** Ends a call the caller gave up on: a queued one leaves the queue, a running one has its signal aborted. */
