@@ -136,7 +136,7 @@ export class Dispatcher {
   }
 
   get stats(): DispatcherStats {
-    return { ...this.counters, running: this.running, queued: this.queued, queuedBytes: this.queuedBytes, peers: this.holdingPeers() }
+    return { ...this.counters, running: this.running, queued: this.queued, queuedBytes: this.queuedBytes, peers: [...this.peers.keys()].filter((peer) => this.holds(peer)).length }
   }
 
   /** Takes one request. `peer` names the caller's connection, so its CANCELs and its leaving find its calls. */
@@ -353,12 +353,6 @@ export class Dispatcher {
   private release(calls: PeerCalls): void {
     if (typeof calls.name === 'number') return
     if (calls.held === 0 && calls.live.size === 0 && this.peers.get(calls.name) === calls) this.peers.delete(calls.name)
-  }
-
-  private holdingPeers(): number {
-    let n = 0
-    for (const peer of this.peers.keys()) if (this.holds(peer)) n++
-    return n
   }
 
   /** Fills free handler slots from the queue, one call per peer in turn. */
