@@ -18,12 +18,22 @@
 import { RpcError, type StatusCode } from '../errors.js'
 import { encodeError, encodeReply, type RequestEnvelope } from '../codec/envelope.js'
 import { atDeadline } from './deadline-timer.js'
+import { CallDeadlines } from './dispatch-deadlines.js'
 import { ActiveCall, PeerCalls, QUEUED_CALL_OVERHEAD_BYTES, type CallContext, type ReplyFn } from './peer-calls.js'
 
 export type { CallContext, ReplyFn } from './peer-calls.js'
 
-/** A handler on bytes: params CBOR in, result CBOR out. The typed layer builds these. */
-export type RawHandler = (params: Uint8Array, ctx: CallContext) => Promise<Uint8Array>
+/**
+ * A handler on bytes: params CBOR in, result CBOR out. The typed layer builds these. A handler that
+ * has its result at once may return it (or throw) without a promise: the call is answered on the spot.
+ */
+export type RawHandler = (params: Uint8Array, ctx: CallContext) => Promise<Uint8Array> | Uint8Array
+
+/**
+ * Names the caller's connection: a number the transport interned for it once (a ROUTER peer), or a
+ * string (a broker worker's broker, an admin client). Numbers keep the per-call lookups cheap.
+ */
+export type PeerKey = number | string
 
 export type HandlerLookup = (service: string, method: string) => RawHandler | undefined
 
@@ -75,7 +85,8 @@ export const DISPATCHER_DEFAULTS = { maxConcurrent: 256, maxQueued: 1024, maxQue
 const NOT_STARTED = { notStarted: true } as const
 
 export class Dispatcher {
-  private readonly peers = new Map<string, PeerCalls>()
+  private readonly peers = new Map<PeerKey, PeerCalls>()
+  private readonly deadlines = new CallDeadlines<ActiveCall>()
   /** Peers with queued calls, served in turn from `cursor`. */
   private readonly ring: PeerCalls[] = []
   private cursor = 0
@@ -84,6 +95,8 @@ export class Dispatcher {
   private queuedBytes = 0
   private closing = false
   private drainedWaiters: Array<() => void> = []
+  /** Whether `next()` is filling slots: a handler that answers at once must not re-enter it. */
+  private filling = false
   private readonly maxConcurrent: number
   private readonly maxQueued: number
   private readonly maxPerPeer: number
@@ -123,56 +136,54 @@ export class Dispatcher {
   }
 
   get stats(): DispatcherStats {
-    return { ...this.counters, running: this.running, queued: this.queued, queuedBytes: this.queuedBytes, peers: this.peers.size }
+    return { ...this.counters, running: this.running, queued: this.queued, queuedBytes: this.queuedBytes, peers: [...this.peers.keys()].filter((peer) => this.holds(peer)).length }
   }
 
   /** Takes one request. `peer` names the caller's connection, so its CANCELs and its leaving find its calls. */
-  handle(request: RequestEnvelope, peer: string, reply: ReplyFn): void {
+  handle(request: RequestEnvelope, peer: PeerKey, reply: ReplyFn): void {
     this.counters.received++
-    const fail = (code: StatusCode, message: string, details?: object): void => {
-      this.counters.failed++
-      reply(encodeError(request.id, code, message, details), request.id)
-    }
     let calls = this.peers.get(peer)
-    const existing = calls?.live.get(request.id)
-    if (existing !== undefined) {
-      // Any answer with this id would end the first call at the client: send nothing.
-      if (!existing.aborted) return void this.counters.duplicateIds++
-      calls!.forget(existing)
+    if (calls !== undefined) {
+      const existing = calls.live.get(request.id)
+      if (existing !== undefined) {
+        // Any answer with this id would end the first call at the client: send nothing.
+        if (!existing.aborted) return void this.counters.duplicateIds++
+        calls.forget(existing)
+      }
     }
     if (this.closing) {
       this.counters.rejectedClosing++
-      return fail('UNAVAILABLE', 'server is shutting down; the call was not started, retry it on another server', NOT_STARTED)
+      return this.refuse(request, reply, 'UNAVAILABLE', 'server is shutting down; the call was not started, retry it on another server', NOT_STARTED)
     }
-    if (this.lookup(request.service, request.method) === undefined) {
-      return fail('UNIMPLEMENTED', `unknown method ${request.service}.${request.method}`)
-    }
-    if (request.timeoutMs === 0) return fail('DEADLINE_EXCEEDED', 'call arrived with no time left')
+    const handler = this.lookup(request.service, request.method)
+    if (handler === undefined) return this.refuse(request, reply, 'UNIMPLEMENTED', `unknown method ${request.service}.${request.method}`)
+    if (request.timeoutMs === 0) return this.refuse(request, reply, 'DEADLINE_EXCEEDED', 'call arrived with no time left')
     if (calls === undefined) {
-      calls = new PeerCalls(peer)
+      calls = new PeerCalls(peer, this.deadlines)
       this.peers.set(peer, calls)
     }
     if (calls.held >= this.maxPerPeer) {
       this.counters.rejectedPeerShare++
       this.release(calls)
-      return fail('RESOURCE_EXHAUSTED', `this caller already holds ${calls.held} calls, its share of the server (maxPerPeer ${this.maxPerPeer}); wait for some to finish`, NOT_STARTED)
+      return this.refuse(request, reply, 'RESOURCE_EXHAUSTED', `this caller already holds ${calls.held} calls, its share of the server (maxPerPeer ${this.maxPerPeer}); wait for some to finish`, NOT_STARTED)
     }
-    const call = new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs)
     if (this.running < this.maxConcurrent && calls.running < this.maxConcurrentPerPeer && calls.queue.length === 0) {
-      calls.live.set(call.id, call)
-      return this.start(call)
+      // Not in `live` yet: a handler that answers at once is done before any CANCEL or duplicate could
+      // arrive, so only a call still running when its handler returns is entered there (in start()).
+      return this.start(new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler))
     }
     if (this.queued >= this.maxQueued) {
       this.counters.rejectedBusy++
       this.release(calls)
-      return fail('RESOURCE_EXHAUSTED', `server busy: ${this.running} calls running and ${this.queued} queued`, NOT_STARTED)
+      return this.refuse(request, reply, 'RESOURCE_EXHAUSTED', `server busy: ${this.running} calls running and ${this.queued} queued`, NOT_STARTED)
     }
     const bytes = request.params.length + QUEUED_CALL_OVERHEAD_BYTES
     if (this.queuedBytes + bytes > this.maxQueuedBytes || calls.queuedBytes + bytes > this.maxQueuedBytesPerPeer) {
       this.counters.rejectedBytes++
       this.release(calls)
-      return fail('RESOURCE_EXHAUSTED', `server busy: queued params would exceed maxQueuedBytes ${this.maxQueuedBytes} (${this.maxQueuedBytesPerPeer} per caller)`, NOT_STARTED)
+      return this.refuse(request, reply, 'RESOURCE_EXHAUSTED', `server busy: queued params would exceed maxQueuedBytes ${this.maxQueuedBytes} (${this.maxQueuedBytesPerPeer} per caller)`, NOT_STARTED)
     }
+    const call = new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler)
     // A copy, so a small queued call does not keep its whole received frame alive.
     if (call.params.byteLength < call.params.buffer.byteLength) call.params = call.params.slice()
     call.queuedBytes = bytes
@@ -180,15 +191,21 @@ export class Dispatcher {
     calls.queuedBytes += bytes
     this.queued++
     calls.queue.push(call)
-    calls.live.set(call.id, call)
+    calls.enter(call)
     if (!calls.inRing) {
       calls.inRing = true
       this.ring.push(calls)
     }
   }
 
+  /** Answers a request that never became a call. */
+  private refuse(request: RequestEnvelope, reply: ReplyFn, code: StatusCode, message: string, details?: object): void {
+    this.counters.failed++
+    reply(encodeError(request.id, code, message, details), request.id)
+  }
+
   /** A CANCEL from `peer` for call `id`: aborts it if it still runs, drops it if it waits. */
-  cancel(peer: string, id: number): void {
+  cancel(peer: PeerKey, id: number): void {
     const calls = this.peers.get(peer)
     const call = calls?.live.get(id)
     if (calls === undefined || call === undefined || call.ended) return
@@ -198,7 +215,7 @@ export class Dispatcher {
   }
 
   /** `peer` went away: its running calls are aborted (CANCELLED), its queued ones dropped; nothing is sent. */
-  peerLeft(peer: string): void {
+  peerLeft(peer: PeerKey): void {
     const calls = this.peers.get(peer)
     if (calls === undefined) return
     this.peers.delete(peer)
@@ -207,6 +224,12 @@ export class Dispatcher {
       this.counters.peerGone++
       this.giveUp(call, reason)
     }
+  }
+
+  /** Whether `peer` holds calls (running, queued, or given up with handlers still running). */
+  holds(peer: PeerKey): boolean {
+    const calls = this.peers.get(peer)
+    return calls !== undefined && (calls.held > 0 || calls.live.size > 0)
   }
 
   /** Refuses new calls from now on (UNAVAILABLE, `{ notStarted: true }`); running and queued ones go on. */
@@ -246,16 +269,16 @@ export class Dispatcher {
   }
 
   private start(call: ActiveCall): void {
-    const handler = this.lookup(call.service, call.method)
     this.running++
     call.peer.running++
-    if (handler === undefined) return this.settle(call, encodeError(call.id, 'UNIMPLEMENTED', 'method went away'))
-    let result: Promise<Uint8Array>
+    let result: Promise<Uint8Array> | Uint8Array
     try {
-      result = handler(call.params, call)
+      result = call.handler(call.params, call)
     } catch (err) {
-      result = Promise.reject(err)
+      return this.settle(call, this.errorFrame(call, err))
     }
+    if (result instanceof Uint8Array) return this.settle(call, encodeReply(call.id, result), true)
+    if (!call.inLive) call.peer.enter(call)
     result.then(
       (bytes) => this.settle(call, encodeReply(call.id, bytes), true),
       (err: unknown) => this.settle(call, this.errorFrame(call, err)),
@@ -284,8 +307,8 @@ export class Dispatcher {
       this.end(call)
     } else this.finish(call, frame, ok)
     this.release(call.peer)
-    this.next()
-    if (this.running === 0) for (const resolve of this.drainedWaiters.splice(0)) resolve()
+    if (this.ring.length > 0) this.next()
+    if (this.running === 0 && this.drainedWaiters.length > 0) for (const resolve of this.drainedWaiters.splice(0)) resolve()
   }
 
   /** Ends a call the caller gave up on: a queued one leaves the queue, a running one has its signal aborted. */
@@ -321,13 +344,30 @@ export class Dispatcher {
     call.reply(frame, call.id)
   }
 
-  /** Drops a peer's entry once it holds nothing, so peers that come and go leave no trace. */
+  /**
+   * Drops a peer's entry once it holds nothing, so peers that come and go leave no trace. A numbered
+   * peer (a listener's connection) keeps its entry until {@link Dispatcher.peerLeft}: a caller whose
+   * calls are answered one at a time would otherwise build a new entry per call. The listener drops
+   * idle ones too (inproc peers never say they left).
+   */
   private release(calls: PeerCalls): void {
+    if (typeof calls.name === 'number') return
     if (calls.held === 0 && calls.live.size === 0 && this.peers.get(calls.name) === calls) this.peers.delete(calls.name)
   }
 
   /** Fills free handler slots from the queue, one call per peer in turn. */
   private next(): void {
+    // A handler that answers at once settles inside start(), which calls next() again: the loop here goes on instead.
+    if (this.filling) return
+    this.filling = true
+    try {
+      this.fill()
+    } finally {
+      this.filling = false
+    }
+  }
+
+  private fill(): void {
     let passed = 0
     while (this.running < this.maxConcurrent && this.ring.length > 0 && passed < this.ring.length) {
       if (this.cursor >= this.ring.length) this.cursor = 0

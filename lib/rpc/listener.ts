@@ -23,6 +23,9 @@ import type { Dispatcher, ReplyFn } from './dispatcher.js'
 /** Longest stretch of one frame's work before yielding, in ms. */
 export const MAX_TURN_MS = 2
 
+/** Peers known before the listener first forgets idle ones. */
+const MIN_PEERS_BEFORE_SWEEP = 1024
+
 export interface ListenerOptions {
   readonly maxMessageSize: number
   readonly coalesce: boolean
@@ -58,7 +61,15 @@ export class Listener {
   private readonly limits: CborLimits
   private binding: Promise<unknown> = Promise.resolve()
   /** The peer whose frame is being worked through, and whether it has left meanwhile. */
-  private current: { peer: string; gone: boolean } | undefined
+  private current: { peer: Peer; gone: boolean } | undefined
+  /**
+   * Peers that sent something, by routing id bytes: each gets a number for the dispatcher's tables
+   * and one routing-id Buffer that every reply to it carries (the send queue groups by that Buffer).
+   */
+  private readonly peers = new Map<string, Peer>()
+  private lastPeerNumber = 0
+  /** Peers known when idle ones are next forgotten (inproc peers leave without a notice). */
+  private sweepAt = MIN_PEERS_BEFORE_SWEEP
   private readonly counters: ListenerCounters = { badFrameCount: 0, malformed: 0, unexpectedKind: 0, oversizedReplies: 0, unhandled: 0 }
 
   constructor(
@@ -79,9 +90,12 @@ export class Listener {
         onMessage: (frames) => this.onMessage(frames),
         onPeer: (routingId, event) => {
           if (event !== 'disconnected') return
-          const peer = routingId.toString('latin1')
+          const key = routingId.toString('latin1')
+          const peer = this.peers.get(key)
+          if (peer === undefined) return
+          this.peers.delete(key)
           if (this.current?.peer === peer) this.current.gone = true
-          this.dispatcher.peerLeft(peer)
+          this.dispatcher.peerLeft(peer.number)
         },
       },
     )
@@ -114,8 +128,34 @@ export class Listener {
     return this.onFrame(from, frame)
   }
 
-  private async onFrame(from: Buffer, frame: Buffer): Promise<void> {
-    const peer = from.toString('latin1')
+  /** The peer `from` names, numbered on its first frame. */
+  private peerOf(from: Buffer): Peer {
+    const key = from.toString('latin1')
+    let peer = this.peers.get(key)
+    if (peer === undefined) {
+      if (this.peers.size >= this.sweepAt) this.forgetIdlePeers()
+      peer = { number: ++this.lastPeerNumber, routingId: from }
+      this.peers.set(key, peer)
+    }
+    return peer
+  }
+
+  /**
+   * Forgets peers that hold no calls, so the table stays within twice the peers that do (amortized
+   * O(1) per new peer). One that comes back gets a new number: it held nothing that its old one could find.
+   */
+  private forgetIdlePeers(): void {
+    for (const [key, peer] of this.peers) {
+      if (peer === this.current?.peer || this.dispatcher.holds(peer.number)) continue
+      this.peers.delete(key)
+      this.dispatcher.peerLeft(peer.number)
+    }
+    this.sweepAt = Math.max(MIN_PEERS_BEFORE_SWEEP, 2 * this.peers.size)
+  }
+
+  private async onFrame(received: Buffer, frame: Buffer): Promise<void> {
+    const peer = this.peerOf(received)
+    const from = peer.routingId
     const reply: ReplyFn = (out, id) => {
       if (out.length > this.options.maxMessageSize) {
         this.counters.oversizedReplies++
@@ -145,7 +185,7 @@ export class Listener {
             this.counters.unhandled += chunk.length - i
             return
           }
-          this.onEnvelope(chunk[i]!, peer, from, reply)
+          this.onEnvelope(chunk[i]!, peer.number, from, reply)
         }
       }
     } finally {
@@ -153,7 +193,7 @@ export class Listener {
     }
   }
 
-  private onEnvelope(env: Envelope | Malformed, peer: string, from: Buffer, reply: ReplyFn): void {
+  private onEnvelope(env: Envelope | Malformed, peer: number, from: Buffer, reply: ReplyFn): void {
     switch (env.kind) {
       case 'malformed':
         this.counters.malformed++
@@ -171,6 +211,11 @@ export class Listener {
         break
     }
   }
+}
+
+interface Peer {
+  readonly number: number
+  readonly routingId: Buffer
 }
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))

@@ -13,7 +13,8 @@
  */
 import { RpcError } from '../errors.js'
 import type { Metadata, RequestEnvelope } from '../codec/envelope.js'
-import { atDeadline, type DeadlineTimer } from './deadline-timer.js'
+import type { CallDeadlines } from './dispatch-deadlines.js'
+import type { PeerKey, RawHandler } from './dispatcher.js'
 
 /** What a handler knows about the call it is serving. */
 export interface CallContext {
@@ -36,10 +37,13 @@ export const QUEUED_CALL_OVERHEAD_BYTES = 512
 /** One call from arrival to its answer. */
 export class ActiveCall implements CallContext {
   private controller: AbortController | undefined
-  private timer: DeadlineTimer | undefined
+  /** Whether this call's deadline waits on the dispatcher's wheel (its signal was read in time). */
+  private timed = false
   private abortReason: RpcError | undefined
   /** Answered, dropped or given up: nothing more is sent for it. */
   ended = false
+  /** Whether `peer.live` holds this call under its id. */
+  inLive = false
   /** Params bytes; a queued call holds a copy, so it does not pin the whole received frame. */
   params: Uint8Array
   /** Bytes charged to the queue while the call waits (0 once it runs). */
@@ -51,6 +55,7 @@ export class ActiveCall implements CallContext {
     readonly reply: ReplyFn,
     readonly peer: PeerCalls,
     readonly deadline: number,
+    readonly handler: RawHandler,
   ) {
     this.metadata = request.metadata ?? {}
     this.params = request.params
@@ -66,14 +71,25 @@ export class ActiveCall implements CallContext {
     return this.request.method
   }
 
-  // Made on first use: most handlers never look at their signal, and a timer per call is not free.
+  // Made on first use: most handlers never look at their signal. Its deadline then joins the
+  // dispatcher's wheel: one timer for all calls, not one per call.
   get signal(): AbortSignal {
     if (this.controller === undefined) {
       this.controller = new AbortController()
       if (this.abortReason !== undefined) this.controller.abort(this.abortReason)
-      else this.timer = atDeadline(this.deadline, () => this.abort(new RpcError('DEADLINE_EXCEEDED', 'deadline exceeded')))
+      else if (Date.now() > this.deadline) this.expire()
+      else {
+        this.timed = true
+        this.peer.deadlines.add(this)
+      }
     }
     return this.controller.signal
+  }
+
+  /** The deadline has passed (called by the wheel). */
+  expire(): void {
+    this.timed = false
+    this.abort(new RpcError('DEADLINE_EXCEEDED', 'deadline exceeded'))
   }
 
   /** The caller has given up on this call: its deadline passed, it cancelled, or it went away. */
@@ -84,12 +100,14 @@ export class ActiveCall implements CallContext {
   abort(reason: RpcError): void {
     if (this.abortReason !== undefined) return
     this.abortReason = reason
-    this.timer?.clear()
+    this.dispose()
     this.controller?.abort(reason)
   }
 
   dispose(): void {
-    this.timer?.clear()
+    if (!this.timed) return
+    this.timed = false
+    this.peer.deadlines.remove(this)
   }
 }
 
@@ -105,15 +123,28 @@ export class PeerCalls {
   /** Whether the dispatcher's round-robin ring holds this peer. */
   inRing = false
 
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: PeerKey,
+    /** The dispatcher's wheel for the deadlines of calls whose signal was read. */
+    readonly deadlines: CallDeadlines<ActiveCall>,
+  ) {}
 
   /** Calls counted against this peer's share: running plus queued. */
   get held(): number {
     return this.running + this.queue.length
   }
 
+  /** Enters `call` in `live` (its id must not be there). */
+  enter(call: ActiveCall): void {
+    call.inLive = true
+    this.live.set(call.id, call)
+  }
+
   /** Forgets `call`'s id if it is still the live call for it (a later call may reuse the id). */
   forget(call: ActiveCall): void {
-    if (this.live.get(call.id) === call) this.live.delete(call.id)
+    // Only the call entered under an id can be there: a later one is entered after this one is forgotten.
+    if (!call.inLive) return
+    call.inLive = false
+    this.live.delete(call.id)
   }
 }

@@ -77,7 +77,8 @@ export const MIN_MAX_MESSAGE_SIZE = TRANSPORT_DEFAULTS.maxFrameBytes
 const CLOSE_SOCKETS_MS = 200
 
 export class RpcServer {
-  private readonly handlers = new Map<string, RawHandler>()
+  /** Handlers by service, then method: found per call without building a key string. */
+  private readonly handlers = new Map<string, Map<string, RawHandler>>()
   private readonly dispatcher: Dispatcher
   private listener: Listener | undefined
   private readonly brokerWorkers: BrokerWorker[] = []
@@ -97,7 +98,16 @@ export class RpcServer {
     }
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: this.maxMessageSize }
     const { maxConcurrent, maxQueued, maxPerPeer, maxConcurrentPerPeer, maxQueuedBytes, maxQueuedBytesPerPeer, onHandlerError } = options
-    this.dispatcher = new Dispatcher((service, method) => this.handlers.get(key(service, method)), {
+    // The last method found is remembered: calls in a burst mostly go to one method, and comparing two
+    // short strings is cheaper than hashing the fresh ones each envelope brings. Handlers are never removed.
+    let last: { service: string; method: string; handler: RawHandler } | undefined
+    const lookup = (service: string, method: string): RawHandler | undefined => {
+      if (last !== undefined && last.method === method && last.service === service) return last.handler
+      const handler = this.handlers.get(service)?.get(method)
+      if (handler !== undefined) last = { service, method, handler }
+      return handler
+    }
+    this.dispatcher = new Dispatcher(lookup, {
       ...(maxConcurrent !== undefined && { maxConcurrent }),
       ...(maxQueued !== undefined && { maxQueued }),
       ...(maxPerPeer !== undefined && { maxPerPeer }),
@@ -116,20 +126,12 @@ export class RpcServer {
     if (this.closing !== undefined) throw new RpcError('FAILED_PRECONDITION', `server is closed: cannot implement ${service.name}; implement services before close()`)
     const validate = this.options.validateResults ?? true
     const raws = new Map<string, RawHandler>()
+    const methods = this.handlers.get(service.name)
     for (const [method, validators] of validatorsFor(service)) {
       const handler = (handlers as Record<string, (p: unknown, ctx: never) => unknown>)[method]
       if (typeof handler !== 'function') throw new TypeError(`no handler for ${service.name}.${method}`)
-      if (this.handlers.has(key(service.name, method))) throw new TypeError(`${service.name}.${method} is already implemented`)
-      const raw: RawHandler = async (bytes, ctx) => {
-        let params: unknown
-        try {
-          params = decodeCbor(bytes, this.limits)
-        } catch (err) {
-          throw new RpcError('INVALID_ARGUMENT', `params are not readable CBOR: ${(err as Error).message}`)
-        }
-        const invalid = validators.params(params)
-        if (invalid !== undefined) throw invalid
-        const result = await handler.call(handlers, params, ctx as never)
+      if (methods?.has(method) === true) throw new TypeError(`${service.name}.${method} is already implemented`)
+      const encodeResult = (result: unknown): Uint8Array => {
         if (validate) {
           const wrong = validators.result(result)
           if (wrong !== undefined) throw wrong
@@ -140,9 +142,23 @@ export class RpcServer {
           throw new RpcError('INTERNAL', `result of ${service.name}.${method} cannot be encoded: ${(err as Error).message}`)
         }
       }
-      raws.set(key(service.name, method), raw)
+      // No async function: a handler that returns a plain value is answered without a promise or a microtask.
+      const raw: RawHandler = (bytes, ctx) => {
+        let params: unknown
+        try {
+          params = decodeCbor(bytes, this.limits)
+        } catch (err) {
+          throw new RpcError('INVALID_ARGUMENT', `params are not readable CBOR: ${(err as Error).message}`)
+        }
+        const invalid = validators.params(params)
+        if (invalid !== undefined) throw invalid
+        const result = handler.call(handlers, params, ctx as never)
+        return isThenable(result) ? Promise.resolve(result).then(encodeResult) : encodeResult(result)
+      }
+      raws.set(method, raw)
     }
-    for (const [k, raw] of raws) this.handlers.set(k, raw)
+    if (methods === undefined) this.handlers.set(service.name, raws)
+    else for (const [method, raw] of raws) methods.set(method, raw)
     this.services.add(service.name)
     for (const broker of this.brokers) this.startBrokerWorkers(broker.endpoint, service.name, broker.concurrency, broker.options)
     return this
@@ -220,8 +236,8 @@ export class RpcServer {
   }
 }
 
-function key(service: string, method: string): string {
-  return `${service}\u0000${method}`
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
 }
 
 /** A broker worker that can tell its broker to route no more requests to it (added in parallel). */

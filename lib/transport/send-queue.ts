@@ -177,7 +177,8 @@ export class SendQueue {
   }
 
   private async write(message: Outgoing): Promise<void> {
-    const key = message.to === undefined ? undefined : message.to.toString('latin1')
+    // The peer's key is only needed once something is parked: most writes never build it.
+    let key = message.to !== undefined && this.parked.size > 0 ? message.to.toString('latin1') : undefined
     // A peer with parked messages keeps its order: new ones wait behind them.
     if (key !== undefined && this.parked.has(key)) return this.park(key, message)
     try {
@@ -186,7 +187,10 @@ export class SendQueue {
     } catch (err) {
       if (this.socket.closed) return void this.counters.dropped++
       const code = (err as { code?: unknown }).code
-      if (this.options.parkSlowPeers === true && key !== undefined && code === 'EAGAIN') return this.park(key, message)
+      if (this.options.parkSlowPeers === true && message.to !== undefined && code === 'EAGAIN') {
+        key ??= message.to.toString('latin1')
+        return this.park(key, message)
+      }
       if (code === 'EHOSTUNREACH') return void this.counters.unroutable++
       this.counters.dropped++
       this.options.onError?.(err)
@@ -279,39 +283,75 @@ export class SendQueue {
     }
   }
 
-  /** Joins bodies per peer, keeping the order of each peer's messages. */
+  /**
+   * Joins bodies per peer, keeping the order of each peer's messages. Peers are grouped by the
+   * routing id's Buffer (a listener hands the same one for every reply to a peer), and by its bytes
+   * only when another Buffer shows up, so two Buffers naming one peer still share one ordered group.
+   */
   private join(batch: Outgoing[]): Outgoing[] {
-    if (batch.length === 1 || batch.some((m) => m.head !== undefined)) return batch
-    const groups = new Map<string, Buffer[]>()
-    const targets = new Map<string, Buffer | undefined>()
+    if (batch.length === 1) return batch
+    for (const message of batch) if (message.head !== undefined) return batch
+    const byBuffer = new Map<Buffer | undefined, Group>()
+    let byBytes: Map<string, Group> | undefined
+    const groups: Group[] = []
     for (const { to, body } of batch) {
-      const key = to === undefined ? '' : to.toString('latin1')
-      let bodies = groups.get(key)
-      if (bodies === undefined) {
-        bodies = []
-        groups.set(key, bodies)
-        targets.set(key, to)
+      let group = byBuffer.get(to)
+      if (group === undefined) {
+        if (to !== undefined && groups.length > 0) {
+          if (byBytes === undefined) {
+            byBytes = new Map()
+            for (const g of groups) if (g.to !== undefined) byBytes.set(g.to.toString('latin1'), g)
+          }
+          const key = to.toString('latin1')
+          group = byBytes.get(key)
+          if (group === undefined) {
+            group = { to, bodies: [] }
+            groups.push(group)
+            byBytes.set(key, group)
+          }
+        } else {
+          group = { to, bodies: [] }
+          groups.push(group)
+        }
+        byBuffer.set(to, group)
       }
-      bodies.push(body)
+      group.bodies.push(body)
     }
     const out: Outgoing[] = []
-    for (const [key, bodies] of groups) {
-      const to = targets.get(key)
-      let run: Buffer[] = []
+    for (const { to, bodies } of groups) {
+      let first = 0
       let runBytes = 0
-      for (const body of bodies) {
-        if (run.length > 0 && runBytes + body.length > this.maxFrameBytes) {
-          out.push({ to, body: run.length === 1 ? run[0]! : Buffer.concat(run, runBytes) })
-          run = []
+      for (let i = 0; i < bodies.length; i++) {
+        const length = bodies[i]!.length
+        if (i > first && runBytes + length > this.maxFrameBytes) {
+          out.push({ to, body: joined(bodies, first, i, runBytes) })
+          first = i
           runBytes = 0
         }
-        run.push(body)
-        runBytes += body.length
+        runBytes += length
       }
-      if (run.length > 0) out.push({ to, body: run.length === 1 ? run[0]! : Buffer.concat(run, runBytes) })
+      out.push({ to, body: joined(bodies, first, bodies.length, runBytes) })
     }
     return out
   }
+}
+
+interface Group {
+  readonly to: Buffer | undefined
+  readonly bodies: Buffer[]
+}
+
+/** `bodies[from..to)` as one Buffer of `bytes` bytes (the body itself when there is one). */
+function joined(bodies: Buffer[], from: number, to: number, bytes: number): Buffer {
+  if (to - from === 1) return bodies[from]!
+  const out = Buffer.allocUnsafe(bytes)
+  let pos = 0
+  for (let i = from; i < to; i++) {
+    const body = bodies[i]!
+    out.set(body, pos)
+    pos += body.length
+  }
+  return out
 }
 
 function size(message: Outgoing): number {
