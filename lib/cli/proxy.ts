@@ -9,12 +9,16 @@ export const PROXY_USAGE = `usage: zrpc proxy --xsub <endpoint> --xpub <endpoint
 
 Runs a PUB/SUB proxy in the foreground until SIGINT or SIGTERM.
 
-  -h, --help  show this text
-  --xsub      endpoint to bind for publishers, e.g. tcp://127.0.0.1:5556
-  --xpub      endpoint to bind for subscribers, e.g. tcp://127.0.0.1:5557`
+  -h, --help           show this text
+  --xsub               endpoint to bind for publishers, e.g. tcp://127.0.0.1:5556
+  --xpub               endpoint to bind for subscribers, e.g. tcp://127.0.0.1:5557
+  --max-message-size   largest message passed on, all frames together (default 4194304); larger ones are dropped and counted
+  --max-subscriptions  distinct prefixes passed up to publishers (default 10000); further ones are refused and counted`
 
 /** What the proxy needs to run; `{ help: true }` when usage was asked for. */
-export type ProxyArgs = { readonly xsub: string; readonly xpub: string } | { readonly help: true }
+export type ProxyArgs =
+  | { readonly xsub: string; readonly xpub: string; readonly maxMessageSize?: number; readonly maxSubscriptions?: number }
+  | { readonly help: true }
 
 /**
  * Parses `--xsub` and `--xpub` (either `--xsub a` or `--xsub=a`) and `-h`/`--help`; a string is
@@ -26,7 +30,13 @@ export function parseProxyArgs(argv: readonly string[]): ProxyArgs | string {
   try {
     ;({ values } = parseArgs({
       args: [...argv],
-      options: { help: { type: 'boolean', short: 'h' }, xsub: { type: 'string' }, xpub: { type: 'string' } },
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        xsub: { type: 'string' },
+        xpub: { type: 'string' },
+        'max-message-size': { type: 'string' },
+        'max-subscriptions': { type: 'string' },
+      },
       strict: true,
     }))
   } catch (err) {
@@ -35,14 +45,25 @@ export function parseProxyArgs(argv: readonly string[]): ProxyArgs | string {
   if (values.help === true) return { help: true }
   const { xsub, xpub } = values
   if (xsub === undefined || xpub === undefined) return 'both --xsub and --xpub are required'
-  return { xsub, xpub }
+  const maxMessageSize = positiveInteger(values['max-message-size'])
+  if (maxMessageSize === null || (maxMessageSize !== undefined && maxMessageSize < 64 * 1024)) return '--max-message-size needs a whole number of bytes, at least 65536'
+  const maxSubscriptions = positiveInteger(values['max-subscriptions'])
+  if (maxSubscriptions === null) return '--max-subscriptions needs a positive whole number'
+  return { xsub, xpub, ...(maxMessageSize !== undefined && { maxMessageSize }), ...(maxSubscriptions !== undefined && { maxSubscriptions }) }
+}
+
+/** undefined when absent, null when not a positive integer. */
+function positiveInteger(text: string | undefined): number | undefined | null {
+  if (text === undefined) return undefined
+  const n = Number(text)
+  return /^\d+$/.test(text) && Number.isSafeInteger(n) && n > 0 ? n : null
 }
 
 /**
  * Runs the proxy until `stop` aborts (the CLI aborts it on SIGINT/SIGTERM); returns the exit code:
  * 0 after a stop or `--help`, 1 if it cannot bind, 2 for bad arguments (complaints go to stderr).
  * Verbose upstream: every subscribe reaches the publishers, so their last-value caches answer each
- * late joiner. Bounded with TopicProxy's defaults: 4 MiB per message, 10 000 distinct prefixes.
+ * late joiner. Bounded: 4 MiB per message and 10 000 distinct prefixes unless the flags say otherwise.
  */
 export async function runProxy(argv: readonly string[], stop: AbortSignal, print: (line: string) => void = (line) => process.stdout.write(`${line}\n`)): Promise<number> {
   const args = parseProxyArgs(argv)
@@ -54,7 +75,10 @@ export async function runProxy(argv: readonly string[], stop: AbortSignal, print
     print(PROXY_USAGE)
     return 0
   }
-  const proxy = new TopicProxy()
+  const proxy = new TopicProxy({
+    ...(args.maxMessageSize !== undefined && { maxMessageSize: args.maxMessageSize }),
+    ...(args.maxSubscriptions !== undefined && { maxSubscriptions: args.maxSubscriptions }),
+  })
   let endpoints
   try {
     endpoints = await proxy.bind(args.xsub, args.xpub)

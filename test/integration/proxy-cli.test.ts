@@ -58,6 +58,14 @@ describe('`zrpc proxy`', function () {
     expect(parseProxyArgs(['--xsub', 'tcp://127.0.0.1:1'])).to.be.a('string')
     expect(parseProxyArgs(['--xsub', 'a', '--bogus', 'b'])).to.be.a('string')
     expect(parseProxyArgs(['--xpub', 'b', '--xsub', 'a'])).to.deep.equal({ xsub: 'a', xpub: 'b' })
+    expect(parseProxyArgs(['--xsub', 'a', '--xpub', 'b', '--max-message-size', '1048576', '--max-subscriptions', '500'])).to.deep.equal({
+      xsub: 'a',
+      xpub: 'b',
+      maxMessageSize: 1_048_576,
+      maxSubscriptions: 500,
+    })
+    expect(parseProxyArgs(['--xsub', 'a', '--xpub', 'b', '--max-message-size', '1000'])).to.match(/at least 65536/)
+    expect(parseProxyArgs(['--xsub', 'a', '--xpub', 'b', '--max-subscriptions', '0'])).to.match(/positive/)
     child = spawn(process.execPath, [bin, 'proxy', '--xsub'], { stdio: 'ignore' })
     const [code] = (await once(child, 'exit')) as [number | null]
     expect(code).to.equal(2)
