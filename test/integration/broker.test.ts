@@ -2,7 +2,7 @@ import { expect } from 'chai'
 import { Type } from 'typebox'
 import { Broker, BrokerAdmin, RpcClient, RpcError, RpcServer, defineService } from '../../lib/index.js'
 import { Calc, calcHandlers, type CalcProbe } from '../helpers/calc.js'
-import { rejection, sleep, until } from '../helpers/endpoints.js'
+import { TRANSPORTS, bindAddress, rejection, sleep, until } from '../helpers/endpoints.js'
 
 const HEARTBEAT = { heartbeatMs: 100, liveness: 3 }
 
@@ -10,7 +10,7 @@ const HEARTBEAT = { heartbeatMs: 100, liveness: 3 }
 const workersReady = (broker: Broker, service: string, n: number): Promise<void> =>
   until(() => (broker.stats().services[service]?.workers ?? 0) >= n, 5000, `${n} ${service} workers`)
 
-describe('typed calls through the broker', function () {
+for (const transport of TRANSPORTS) describe(`typed calls through the broker over ${transport}`, function () {
   this.timeout(15_000)
   let broker: Broker
   let endpoint: string
@@ -20,7 +20,7 @@ describe('typed calls through the broker', function () {
 
   before(async () => {
     broker = new Broker(HEARTBEAT)
-    ;[endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+    ;[endpoint] = (await broker.bind(bindAddress(transport))) as [string]
     probe = { aborted: [], started: 0 }
     server = new RpcServer().implement(Calc, calcHandlers(probe))
     await server.connectBroker(endpoint, { ...HEARTBEAT, concurrency: 4 })

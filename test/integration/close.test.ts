@@ -1,9 +1,9 @@
 import { expect } from 'chai'
 import { RpcClient, RpcError, RpcServer } from '../../lib/index.js'
 import { Calc, calcHandlers, type CalcProbe } from '../helpers/calc.js'
-import { rejection, until } from '../helpers/endpoints.js'
+import { TRANSPORTS, bindAddress, rejection, until } from '../helpers/endpoints.js'
 
-describe('closing', function () {
+for (const transport of TRANSPORTS) describe(`closing over ${transport}`, function () {
   this.timeout(10_000)
   let probe: CalcProbe
   let server: RpcServer
@@ -12,7 +12,7 @@ describe('closing', function () {
   beforeEach(async () => {
     probe = { aborted: [], started: 0 }
     server = new RpcServer().implement(Calc, calcHandlers(probe))
-    const [endpoint] = await server.bind('tcp://127.0.0.1:*')
+    const [endpoint] = await server.bind(bindAddress(transport))
     client = new RpcClient({ connect: endpoint!, timeoutMs: 5000 })
   })
   afterEach(async () => {

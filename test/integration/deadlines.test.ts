@@ -4,9 +4,9 @@ import { RpcClient, RpcError, RpcServer } from '../../lib/index.js'
 import { encodeReply, parseFrame } from '../../lib/codec/envelope.js'
 import { encodeCbor } from '../../lib/codec/cbor.js'
 import { Calc, calcHandlers, type CalcProbe } from '../helpers/calc.js'
-import { rejection, sleep, until } from '../helpers/endpoints.js'
+import { TRANSPORTS, bindAddress, rejection, sleep, until } from '../helpers/endpoints.js'
 
-describe('deadlines and cancellation', function () {
+for (const transport of TRANSPORTS) describe(`deadlines and cancellation over ${transport}`, function () {
   this.timeout(10_000)
   let server: RpcServer
   let client: RpcClient
@@ -15,7 +15,7 @@ describe('deadlines and cancellation', function () {
   beforeEach(async () => {
     probe = { aborted: [], started: 0 }
     server = new RpcServer().implement(Calc, calcHandlers(probe))
-    const [endpoint] = await server.bind('tcp://127.0.0.1:*')
+    const [endpoint] = await server.bind(bindAddress(transport))
     client = new RpcClient({ connect: endpoint!, timeoutMs: 5000 })
   })
   afterEach(async () => {
@@ -75,14 +75,14 @@ describe('deadlines and cancellation', function () {
   })
 })
 
-describe('deadlines against a peer that misbehaves', function () {
+for (const transport of ['tcp', 'ipc'] as const) describe(`deadlines against a peer that misbehaves over ${transport}`, function () {
   this.timeout(10_000)
   let peer: Router
   let endpoint: string
 
   beforeEach(async () => {
     peer = new Router({ linger: 0 })
-    await peer.bind('tcp://127.0.0.1:*')
+    await peer.bind(bindAddress(transport))
     endpoint = peer.lastEndpoint!
   })
   afterEach(() => peer.close())
