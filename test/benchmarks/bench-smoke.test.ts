@@ -6,6 +6,7 @@ import { measureSystem, parseOptions, summarize, type MeasurePlan, type PhaseRec
 import { nearestRank } from '../../benchmarks/harness/load.js'
 import { forkServer } from '../../benchmarks/harness/child.js'
 import { startServer, type SystemId } from '../../benchmarks/rpc/systems.js'
+import { benchRunnerPath, runBench } from '../../lib/cli/bench.js'
 
 const TINY: MeasurePlan = { modes: ['sequential', 'window16'], payloads: [64], initialWarmupMs: 0, warmupMs: 20, measureMs: 150 }
 
@@ -77,5 +78,34 @@ describe('rpc bench options', () => {
     expect(parseOptions(['--no-write'], {}).write).to.equal(false)
     expect(parseOptions(['--quick'], {}).write).to.equal(false)
     expect(parseOptions(['--quick', '--write'], {}).write).to.equal(true)
+  })
+})
+
+describe('zrpc bench, looking for the runner', () => {
+  /** Runs `fn` with stderr captured, so the complaint can be checked and does not reach the test output. */
+  async function withStderr(fn: () => Promise<number>): Promise<{ code: number; stderr: string }> {
+    const write = process.stderr.write.bind(process.stderr)
+    let stderr = ''
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+      stderr += String(chunk)
+      return true
+    }) as typeof process.stderr.write
+    try {
+      return { code: await fn(), stderr }
+    } finally {
+      process.stderr.write = write
+    }
+  }
+
+  it('finds dist/benchmarks/run.js in a built checkout', () => {
+    expect(benchRunnerPath()).to.be.a('string').and.match(/dist[\\/]benchmarks[\\/]run\.js$/)
+  })
+
+  it('in an installed package without benchmarks says on stderr where they are and exits 1', async () => {
+    const missing = new URL('../../no-such-dist/', import.meta.url)
+    expect(benchRunnerPath(missing)).to.equal(undefined)
+    const { code, stderr } = await withStderr(() => runBench(['rpc', '--quick'], missing))
+    expect(code).to.equal(1)
+    expect(stderr).to.include('ship with the source repository').and.include('npm run bench')
   })
 })
