@@ -6,6 +6,8 @@
  */
 export interface ProgressOutput {
   readonly isTTY?: boolean
+  /** Terminal width: a status line longer than this would wrap, and \r would rewrite only its end. */
+  readonly columns?: number
   write(text: string): unknown
 }
 
@@ -31,6 +33,7 @@ export class Progress {
   /** Replaces the status line (terminal only). */
   update(status: string): void {
     if (!this.tty) return
+    this.clear()
     this.status = status
     this.redraw()
   }
@@ -53,7 +56,7 @@ export class Progress {
   }
 
   private redraw(): void {
-    if (this.tty && this.status !== '') this.out.write(`\r${this.status.slice(0, 200)}`)
+    if (this.tty && this.status !== '') this.out.write(`\r${this.status.slice(0, Math.max(10, (this.out.columns ?? 80) - 1))}`)
   }
 }
 

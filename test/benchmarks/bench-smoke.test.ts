@@ -133,12 +133,13 @@ describe('bench progress', () => {
 
   it('in a terminal rewrites one status line with \\r and prints log lines above it', () => {
     const { out, text } = sink(true)
-    const progress = new Progress(out)
-    progress.update('1/2')
+    const progress = new Progress({ ...out, columns: 11 })
+    progress.update('1/2 phases done')
     progress.log('I: run 1')
     progress.update('2/2')
     progress.done()
-    expect(text()).to.equal('\r1/2\r\x1b[KI: run 1\n\r1/2\r2/2\r\x1b[K')
+    // Cut to the terminal's width less one, so the line never wraps.
+    expect(text()).to.equal('\r1/2 phases\r\x1b[KI: run 1\n\r1/2 phases\r\x1b[K\r2/2\r\x1b[K')
   })
 })
 
