@@ -6,9 +6,11 @@
  *   node dist/benchmarks/run.js rpc --only=zrpc --runs=1
  *   node dist/benchmarks/run.js soak --calls=500000
  *
- * Flags after the case name go to the case (see the header of each <case>.bench.ts).
+ * Flags after the case name go to the case (see the header of each <case>.bench.ts). In a terminal
+ * the `I:` lines show what runs; in a pipe they appear only with --verbose (or BENCH_VERBOSE=1).
  */
 import { describeMachine, machineInfo, type MachineInfo } from './harness/machine.js'
+import { Progress, verboseFlag } from './harness/progress.js'
 
 type BenchCase = (argv: readonly string[], machine: MachineInfo) => Promise<unknown>
 
@@ -33,10 +35,11 @@ async function run(): Promise<void> {
   if (named !== undefined && !(named in CASES)) {
     throw new Error(`unknown bench case ${JSON.stringify(named)}; known: ${Object.keys(CASES).join(', ')}`)
   }
+  const progress = new Progress(process.stdout, verboseFlag(flags))
   const machine = machineInfo()
-  console.log(`I: machine: ${describeMachine(machine)}`)
+  progress.log(`I: machine: ${describeMachine(machine)}`)
   for (const name of named === undefined ? Object.keys(CASES) : [named]) {
-    console.log(`I: case ${name}`)
+    progress.log(`I: case ${name}`)
     const bench = await CASES[name]!()
     await bench(flags, machine)
   }

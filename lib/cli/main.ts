@@ -6,6 +6,7 @@
  * Usage asked for goes to stdout; every complaint goes to stderr, so scripts can trust stdout.
  */
 import { readFileSync } from 'node:fs'
+import { BENCH_USAGE, runBench } from './bench.js'
 import { BROKER_USAGE, runBroker } from './broker.js'
 import { PROXY_USAGE, runProxyCommand } from './proxy.js'
 
@@ -16,6 +17,7 @@ commands:
   demo      start a server and clients on loopback, make typed calls, print what happened
   broker    run a broker for typed RPC
   proxy     run a PUB/SUB proxy between --xsub and --xpub endpoints
+  bench     run the benchmarks of a checkout of the repository
   help      show this text, or a command's: zrpc help <command>
 
 options:
@@ -37,6 +39,7 @@ const COMMAND_USAGE: ReadonlyMap<string, string> = new Map([
   ['demo', DEMO_USAGE],
   ['broker', BROKER_USAGE],
   ['proxy', PROXY_USAGE],
+  ['bench', BENCH_USAGE],
 ])
 
 const isHelp = (arg: string | undefined): boolean => arg === '--help' || arg === '-h'
@@ -71,6 +74,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return runBroker(rest)
     case 'proxy':
       return runProxyCommand(rest)
+    case 'bench':
+      return runBench(rest)
     default:
       return usageError(`zrpc: unknown ${command.startsWith('-') ? 'option' : 'command'} ${JSON.stringify(command)}\n${USAGE}`)
   }

@@ -35,6 +35,7 @@ describe('the zrpc command line, run from bin/zrpc.js', function () {
       { command: 'demo', usage: /^usage: zrpc demo\n/ },
       { command: 'broker', usage: /^usage: zrpc broker \[--bind endpoint\]/ },
       { command: 'proxy', usage: /^usage: zrpc proxy --xsub <endpoint> --xpub <endpoint>\n/ },
+      { command: 'bench', usage: /^usage: zrpc bench \[case\] \[flags\]\n/ },
     ]
     for (const { command, usage } of commands) {
       for (const args of [[command, '--help'], [command, '-h'], ['help', command]]) {
