@@ -3,16 +3,19 @@
  *   zrpc    an RpcServer attached to a Broker at <endpoint> (`concurrency` MDP workers, default 1;
  *           each call waits `delayMs` first, default 0, standing in for I/O)
  *   lb      a raw lbbroker echo worker on the backend <endpoint>
+ *   credit  a raw-credit echo worker on the backend <endpoint>, announcing `concurrency` credits
+ *           (default 32; raw-credit.ts)
  *   direct  an RpcServer bound to <endpoint> (a bind address), for the direct baseline
  * Reports `{ endpoint }` over IPC once serving; exits on 'stop' or when the parent goes.
  */
 import { LoadBalancingWorker } from '../../patterns/lbbroker.js'
 import { RpcServer } from '../../lib/index.js'
+import { DEFAULT_CREDITS, runRawCreditWorker } from './raw-credit.js'
 import { Echo } from './echo.js'
 
 const [mode, endpoint, heartbeat, concurrencyArg, delayArg] = process.argv.slice(2)
 const heartbeatMs = Number(heartbeat ?? 2500)
-const concurrency = Number(concurrencyArg ?? 1)
+const concurrency = Number(concurrencyArg ?? (mode === 'credit' ? DEFAULT_CREDITS : 1))
 const delayMs = Number(delayArg ?? 0)
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -21,6 +24,10 @@ async function start(): Promise<{ endpoint: string; stop: () => Promise<void> }>
     const worker = new LoadBalancingWorker((body) => body)
     const running = worker.run(endpoint!)
     return { endpoint: endpoint!, stop: async () => (worker.close(), await running) }
+  }
+  if (mode === 'credit') {
+    const worker = runRawCreditWorker(endpoint!, concurrency)
+    return { endpoint: endpoint!, stop: () => worker.stop() }
   }
   const server = new RpcServer().implement(Echo, { echo: async ({ data }) => (delayMs > 0 ? (await pause(delayMs), data) : data) })
   if (mode === 'zrpc') {
