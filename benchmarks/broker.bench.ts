@@ -1,16 +1,20 @@
 /**
- * Calls through the broker next to the raw lbbroker echo and direct zrpc, in one run. Workers run in
+ * Calls through the broker next to two raw brokers and direct zrpc, in one run. Workers run in
  * separate processes; the brokers and the callers run in this one.
  *
- *   node dist/benchmarks/broker.bench.js [--quick] [--duration=ms] [--workers=1,2,4] [--windows=1,64] [--concurrency=1,8] [--write]
+ *   node dist/benchmarks/broker.bench.js [--quick] [--duration=ms] [--workers=1,2,4] [--windows=1,16,256] [--concurrency=1,8] [--write]
  *
  * `--write` (which the runner passes on a full run) also writes the lines to benchmarks/results/broker.md.
  *
  * Each phase keeps `window` calls in flight for `duration` ms and reports completed calls per second.
- * Systems: `lbbroker` (patterns/lbbroker.ts, REQ clients, raw frames echoed), `zrpc-broker` (Broker +
+ * Systems: `lbbroker` (patterns/lbbroker.ts, REQ clients, raw frames echoed), `raw-credit` (a raw Node
+ * LRU broker, 32 credits per worker process, one DEALER caller: broker/raw-credit.ts), `zrpc-broker` (Broker +
  * RpcServer.connectBroker, typed echo), `zrpc-direct` (one server process, no broker; workers=1 only),
  * `zrpc-broker-io` (one server process with `concurrency` MDP workers and a handler that waits 2 ms,
  * as an I/O-bound one would: several requests at once through the broker).
+ *
+ * Issue 8's broker aim is printed as pass/miss lines: zrpc-broker with 2 workers at 256 in flight at
+ * least 5x raw-credit (2 workers, same window) and at least 0.4x zrpc-direct (same window), this run.
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -19,14 +23,16 @@ import { pathToFileURL } from 'node:url'
 import { LoadBalancingBroker, LoadBalancingClient } from '../patterns/lbbroker.js'
 import { Broker, RpcClient } from '../lib/index.js'
 import { Echo } from './broker/echo.js'
+import { DEFAULT_CREDITS, RawCreditBroker, RawCreditClient } from './broker/raw-credit.js'
 
 const WORKER = new URL('./broker/worker-main.js', import.meta.url)
 const PAYLOAD = 'x'.repeat(64)
+const RAW_PAYLOAD = Buffer.from(PAYLOAD)
 const HEARTBEAT_MS = 1000
 const IO_DELAY_MS = 2
 
 export interface BrokerBenchRow {
-  system: 'lbbroker' | 'zrpc-broker' | 'zrpc-direct' | 'zrpc-broker-io'
+  system: 'lbbroker' | 'raw-credit' | 'zrpc-broker' | 'zrpc-direct' | 'zrpc-broker-io'
   workers: number
   window: number
   callsPerSecond: number
@@ -89,6 +95,26 @@ async function lbbroker(workers: number, windows: readonly number[], durationMs:
       const callsPerSecond = await measure(window, durationMs, (i) => clients[i]!.request(PAYLOAD))
       for (const c of clients) c.close()
       rows.push({ system: 'lbbroker', workers, window, callsPerSecond })
+    }
+  } finally {
+    await Promise.all(children.map((c) => c.stop()))
+    await broker.close()
+  }
+  return rows
+}
+
+async function rawCredit(workers: number, windows: readonly number[], durationMs: number): Promise<BrokerBenchRow[]> {
+  const broker = new RawCreditBroker()
+  const { frontend, backend } = await broker.bind()
+  const children = await Promise.all(Array.from({ length: workers }, () => forkWorker(['credit', backend, String(HEARTBEAT_MS), String(DEFAULT_CREDITS)])))
+  const rows: BrokerBenchRow[] = []
+  try {
+    while (broker.announced < workers * DEFAULT_CREDITS) await new Promise((resolve) => setTimeout(resolve, 10))
+    for (const window of windows) {
+      const client = new RawCreditClient(frontend)
+      const callsPerSecond = await measure(window, durationMs, () => client.request(RAW_PAYLOAD))
+      await client.close()
+      rows.push({ system: 'raw-credit', workers, window, callsPerSecond })
     }
   } finally {
     await Promise.all(children.map((c) => c.stop()))
@@ -184,13 +210,13 @@ async function measureAll(argv: readonly string[], print: (line: string) => void
   const quick = argv.includes('--quick')
   const durationMs = Number(flag(argv, 'duration') ?? (quick ? 300 : 3000))
   const workerCounts = list(flag(argv, 'workers'), [1, 2, 4])
-  const windows = list(flag(argv, 'windows'), [1, 64])
+  const windows = list(flag(argv, 'windows'), [1, 16, 256])
   const rows: BrokerBenchRow[] = []
   const show = (r: BrokerBenchRow): void => print(`${r.system.padEnd(12)} workers=${r.workers} window=${String(r.window).padEnd(3)} ${r.callsPerSecond} calls/s`)
   rows.push(...(await zrpcDirect(windows, durationMs)))
   rows.forEach(show)
   for (const workers of workerCounts) {
-    for (const row of [...(await lbbroker(workers, windows, durationMs)), ...(await zrpcBroker(workers, windows, durationMs))]) {
+    for (const row of [...(await lbbroker(workers, windows, durationMs)), ...(await rawCredit(workers, windows, durationMs)), ...(await zrpcBroker(workers, windows, durationMs))]) {
       rows.push(row)
       show(row)
     }
@@ -205,9 +231,46 @@ async function measureAll(argv: readonly string[], print: (line: string) => void
       const raw = rows.find((r) => r.system === 'lbbroker' && r.workers === workers && r.window === window)
       const typed = rows.find((r) => r.system === 'zrpc-broker' && r.workers === workers && r.window === window)
       if (raw && typed && raw.callsPerSecond > 0) print(`ratio zrpc-broker/lbbroker workers=${workers} window=${window}: ${((100 * typed.callsPerSecond) / raw.callsPerSecond).toFixed(0)}%`)
+      const credit = rows.find((r) => r.system === 'raw-credit' && r.workers === workers && r.window === window)
+      if (credit && typed && credit.callsPerSecond > 0) print(`ratio zrpc-broker/raw-credit workers=${workers} window=${window}: ${(typed.callsPerSecond / credit.callsPerSecond).toFixed(2)}x`)
     }
   }
+  for (const aim of brokerAims(rows)) print(formatAim(aim))
   return rows
+}
+
+/** One of issue 8's broker aims, judged from the rows of one run. */
+export interface BrokerAim {
+  name: string
+  /** zrpc-broker calls/s over the baseline's, or undefined when the run did not measure both. */
+  ratio: number | undefined
+  target: number
+  met: boolean
+}
+
+/** The workers and window the issue's broker aim is stated for. */
+const AIM_WORKERS = 2
+const AIM_WINDOW = 256
+
+/**
+ * Issue 8's broker aim: zrpc-broker with 2 worker processes at 256 in flight, at least 5x raw-credit
+ * (2 workers, same window) and at least 0.4x zrpc-direct (same window), both from the same run.
+ */
+export function brokerAims(rows: readonly BrokerBenchRow[]): BrokerAim[] {
+  const find = (system: BrokerBenchRow['system'], workers: number): BrokerBenchRow | undefined =>
+    rows.find((r) => r.system === system && r.window === AIM_WINDOW && (system === 'zrpc-direct' || r.workers === workers))
+  const typed = find('zrpc-broker', AIM_WORKERS)
+  const judge = (name: string, baseline: BrokerBenchRow | undefined, target: number): BrokerAim => {
+    const ratio = typed && baseline && baseline.callsPerSecond > 0 ? typed.callsPerSecond / baseline.callsPerSecond : undefined
+    return { name, ratio, target, met: ratio !== undefined && ratio >= target }
+  }
+  return [judge('zrpc-broker/raw-credit', find('raw-credit', AIM_WORKERS), 5), judge('zrpc-broker/zrpc-direct', find('zrpc-direct', 1), 0.4)]
+}
+
+function formatAim(aim: BrokerAim): string {
+  const where = `workers=${AIM_WORKERS} window=${AIM_WINDOW}`
+  if (aim.ratio === undefined) return `aim ${aim.name} ${where} >= ${aim.target}x: not measured (needs --workers with ${AIM_WORKERS} and --windows with ${AIM_WINDOW})`
+  return `aim ${aim.name} ${where} >= ${aim.target}x: ${aim.ratio.toFixed(2)}x ${aim.met ? 'pass' : 'miss'}`
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
