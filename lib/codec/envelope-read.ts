@@ -28,7 +28,11 @@ const SHORT_TEXT = 48
 let pos = 0
 let arg = 0
 
-/** Reads the head at `pos`: returns its major type, sets `arg` (exact up to 2^53) and moves `pos` past it. */
+/**
+ * Reads the head at `pos`: returns its major type, sets `arg` (exact up to 2^53) and moves `pos` past it.
+ * Not cbor-heads.ts's readHead: the bytes have passed the scan, so this one skips the bounds checks
+ * and keeps its own cursor, on the path every call takes.
+ */
 function head(b: Uint8Array): number {
   const initial = b[pos++]!
   const info = initial & 0x1f

@@ -8,7 +8,8 @@
  *   REPLY    84 01 01 id result:bstr
  * ```
  */
-import { headSize, writeHead, writeText } from './envelope-heads.js'
+import { headSize, writeHead } from './cbor-heads.js'
+import { writeText } from './envelope-heads.js'
 
 // Version 1; kinds REQUEST 0 and REPLY 1 (envelope.ts, docs/protocol.md).
 const VERSION = 1

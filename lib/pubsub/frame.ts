@@ -12,6 +12,7 @@
  * docs/protocol.md section 7 is the normative text.
  */
 import { CborProfileError, scanCbor, type CborLimits } from '../codec/cbor.js'
+import { headArg as arg, headEnd as end, headSize, readHead, writeHead } from '../codec/cbor-heads.js'
 
 export const TOPIC_VERSION = 1
 /** Bytes in a publisher id. */
@@ -29,31 +30,6 @@ export interface TopicEnvelope {
 // On the hot path this halves the cbor-x calls per message; the bytes are plain CBOR all the same,
 // and what is read has passed scanCbor first.
 
-/** Bytes of a CBOR head (major type and argument) for `arg`. */
-const headSize = (arg: number): number => (arg < 24 ? 1 : arg < 0x100 ? 2 : arg < 0x10000 ? 3 : arg < 0x100000000 ? 5 : 9)
-
-function writeHead(buf: Buffer, pos: number, major: number, arg: number): number {
-  const m = major << 5
-  if (arg < 24) buf[pos++] = m | arg
-  else if (arg < 0x100) {
-    buf[pos++] = m | 24
-    buf[pos++] = arg
-  } else if (arg < 0x10000) {
-    buf[pos++] = m | 25
-    buf.writeUInt16BE(arg, pos)
-    pos += 2
-  } else if (arg < 0x100000000) {
-    buf[pos++] = m | 26
-    buf.writeUInt32BE(arg, pos)
-    pos += 4
-  } else {
-    buf[pos++] = m | 27
-    buf.writeBigUInt64BE(BigInt(arg), pos)
-    pos += 8
-  }
-  return pos
-}
-
 /** Writes the second frame: `[1, publisher, seq, data]`. `data` is the CBOR of the message. */
 export function encodeTopicEnvelope(publisher: Uint8Array, seq: number, data: Uint8Array): Buffer {
   const size = 2 + headSize(publisher.length) + publisher.length + headSize(seq) + headSize(data.length) + data.length
@@ -69,36 +45,17 @@ export function encodeTopicEnvelope(publisher: Uint8Array, seq: number, data: Ui
   return buf
 }
 
-// The reader's cursor: the argument of the head just read, and where its content starts. Module
-// state instead of a result object per head, since this runs for every message received.
-let headArg = 0
-let headEnd = 0
-// A call, not the variable, so the compiler does not carry a comparison's narrowing past readHead().
-const arg = (): number => headArg
-
-/** Reads one CBOR head at `pos`; returns its major type, or -1 if it does not fit. */
-function readHead(buf: Buffer, pos: number): number {
-  const initial = buf[pos]
-  if (initial === undefined) return -1
-  const info = initial & 0x1f
-  const size = info < 24 ? 0 : info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : -1
-  if (size < 0 || pos + 1 + size > buf.length) return -1
-  headArg = size === 0 ? info : size === 8 ? Number(buf.readBigUInt64BE(pos + 1)) : buf.readUIntBE(pos + 1, size)
-  headEnd = pos + 1 + size
-  return initial >> 5
-}
-
 /** Reads the second frame; a string says why it was refused. Later versions may append items. */
 export function decodeTopicEnvelope(frame: Buffer, limits: CborLimits): TopicEnvelope | string {
   const ends = scanCbor(frame, limits)
   if (ends instanceof CborProfileError) return `not zrpc CBOR: ${ends.message}`
   if (ends.length !== 1) return `expected one CBOR item, found ${ends.length}`
   if (readHead(frame, 0) !== 4 || arg() < 4) return 'not an array of 4 or more items'
-  if (readHead(frame, headEnd) !== 0 || arg() !== TOPIC_VERSION) return 'unsupported topic envelope version'
-  if (readHead(frame, headEnd) !== 2 || arg() !== PUBLISHER_ID_BYTES) return 'publisher id is not 8 bytes'
-  const publisher = frame.toString('latin1', headEnd, headEnd + arg())
-  if (readHead(frame, headEnd + arg()) !== 0 || arg() < 1 || !Number.isSafeInteger(arg())) return 'sequence number is not a positive integer'
+  if (readHead(frame, end()) !== 0 || arg() !== TOPIC_VERSION) return 'unsupported topic envelope version'
+  if (readHead(frame, end()) !== 2 || arg() !== PUBLISHER_ID_BYTES) return 'publisher id is not 8 bytes'
+  const publisher = frame.toString('latin1', end(), end() + arg())
+  if (readHead(frame, end() + arg()) !== 0 || arg() < 1 || !Number.isSafeInteger(arg())) return 'sequence number is not a positive integer'
   const seq = arg()
-  if (readHead(frame, headEnd) !== 2) return 'data is not a byte string'
-  return { publisher, seq, data: frame.subarray(headEnd, headEnd + arg()) }
+  if (readHead(frame, end()) !== 2) return 'data is not a byte string'
+  return { publisher, seq, data: frame.subarray(end(), end() + arg()) }
 }
