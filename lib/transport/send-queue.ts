@@ -48,8 +48,10 @@ interface Outgoing {
   /** ROUTER routing id, or undefined on a socket that has one peer per message (DEALER). */
   readonly to: Buffer | undefined
   readonly body: Buffer
-  /** Frames sent between the routing id and the body (a Majordomo envelope); such messages are never joined. */
+  /** Frames sent between the routing id and the body (a Majordomo envelope). */
   readonly head?: readonly Buffer[] | undefined
+  /** The body is a zrpc frame that may be joined with others for the same peer and the same `head` array. */
+  readonly joinable: boolean
 }
 
 interface Parked {
@@ -107,17 +109,19 @@ export class SendQueue {
     return this.queue.length
   }
 
-  /** Queues one body for `to` (a routing id) or for the socket's peer. False if the queue is full or the socket closed. */
+  /** Queues one zrpc frame for `to` (a routing id) or for the socket's peer. False if the queue is full or the socket closed. */
   push(body: Buffer, to?: Buffer): boolean {
-    return this.enqueue({ to, body })
+    return this.enqueue({ to, body, joinable: true })
   }
 
   /**
    * Queues one body preceded by `head` frames (for example `['', 'MDPC01', service]`), for `to` on a
-   * ROUTER. Such a message always goes out alone: the envelope belongs to exactly one body.
+   * ROUTER. With `joinable` the body is a zrpc frame, joined with the other joinable bodies for the
+   * same peer behind the very same `head` array (callers reuse one array per route); otherwise the
+   * message goes out alone, and the peer's messages queued after it stay after it.
    */
-  pushWithHead(head: readonly Buffer[], body: Buffer, to?: Buffer): boolean {
-    return this.enqueue({ to, body, head })
+  pushWithHead(head: readonly Buffer[], body: Buffer, to?: Buffer, joinable = false): boolean {
+    return this.enqueue({ to, body, head, joinable })
   }
 
   /** Resolves once nothing is queued or in flight (parked messages for slow peers do not count). */
@@ -284,61 +288,80 @@ export class SendQueue {
   }
 
   /**
-   * Joins bodies per peer, keeping the order of each peer's messages. Peers are grouped by the
-   * routing id's Buffer (a listener hands the same one for every reply to a peer), and by its bytes
-   * only when another Buffer shows up, so two Buffers naming one peer still share one ordered group.
+   * Joins joinable bodies per peer and head. Order is kept per peer and head, and around a message
+   * that may not be joined: what the peer gets after it is sent after it. Peers are
+   * grouped by the routing id's Buffer (a listener hands the same one for every reply to a peer), and
+   * by its bytes only when another Buffer shows up, so two Buffers naming one peer still share one
+   * ordered group.
    */
   private join(batch: Outgoing[]): Outgoing[] {
     if (batch.length === 1) return batch
-    for (const message of batch) if (message.head !== undefined) return batch
-    const byBuffer = new Map<Buffer | undefined, Group>()
-    let byBytes: Map<string, Group> | undefined
+    const peers = new Map<Buffer | undefined, Peer>()
+    let byBytes: Map<string, Peer> | undefined
     const groups: Group[] = []
-    for (const { to, body } of batch) {
-      let group = byBuffer.get(to)
-      if (group === undefined) {
-        if (to !== undefined && groups.length > 0) {
+    for (const message of batch) {
+      const { to } = message
+      let peer = peers.get(to)
+      if (peer === undefined) {
+        if (to !== undefined && peers.size > 0) {
           if (byBytes === undefined) {
             byBytes = new Map()
-            for (const g of groups) if (g.to !== undefined) byBytes.set(g.to.toString('latin1'), g)
+            for (const [id, p] of peers) if (id !== undefined) byBytes.set(id.toString('latin1'), p)
           }
           const key = to.toString('latin1')
-          group = byBytes.get(key)
-          if (group === undefined) {
-            group = { to, bodies: [] }
-            groups.push(group)
-            byBytes.set(key, group)
+          peer = byBytes.get(key)
+          if (peer === undefined) {
+            peer = { open: [] }
+            byBytes.set(key, peer)
           }
-        } else {
-          group = { to, bodies: [] }
-          groups.push(group)
-        }
-        byBuffer.set(to, group)
+        } else peer = { open: [] }
+        peers.set(to, peer)
       }
-      group.bodies.push(body)
+      if (!message.joinable) {
+        peer.open = []
+        groups.push({ first: message, bodies: undefined })
+        continue
+      }
+      let group: Group | undefined
+      for (const g of peer.open) if (g.first.head === message.head) group = g
+      if (group === undefined) {
+        group = { first: message, bodies: [message.body] }
+        peer.open.push(group)
+        groups.push(group)
+      } else group.bodies!.push(message.body)
     }
     const out: Outgoing[] = []
-    for (const { to, bodies } of groups) {
-      let first = 0
+    for (const { first, bodies } of groups) {
+      if (bodies === undefined || bodies.length === 1) {
+        out.push(first)
+        continue
+      }
+      let from = 0
       let runBytes = 0
       for (let i = 0; i < bodies.length; i++) {
         const length = bodies[i]!.length
-        if (i > first && runBytes + length > this.maxFrameBytes) {
-          out.push({ to, body: joined(bodies, first, i, runBytes) })
-          first = i
+        if (i > from && runBytes + length > this.maxFrameBytes) {
+          out.push({ to: first.to, head: first.head, body: joined(bodies, from, i, runBytes), joinable: true })
+          from = i
           runBytes = 0
         }
         runBytes += length
       }
-      out.push({ to, body: joined(bodies, first, bodies.length, runBytes) })
+      out.push({ to: first.to, head: first.head, body: joined(bodies, from, bodies.length, runBytes), joinable: true })
     }
     return out
   }
 }
 
+/** One peer's groups that later joinable messages may still join. */
+interface Peer {
+  open: Group[]
+}
+
+/** Messages sent as one: a joinable run (`bodies`), or one message alone (`bodies` undefined). */
 interface Group {
-  readonly to: Buffer | undefined
-  readonly bodies: Buffer[]
+  readonly first: Outgoing
+  readonly bodies: Buffer[] | undefined
 }
 
 /** `bodies[from..to)` as one Buffer of `bytes` bytes (the body itself when there is one). */

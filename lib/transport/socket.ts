@@ -153,9 +153,12 @@ export class TransportSocket implements FrameSink {
     return this.queue.push(body, to)
   }
 
-  /** Queues `head` frames then `body`, as one message that is never joined with others. */
-  pushWithHead(head: readonly Buffer[], body: Buffer, to?: Buffer): boolean {
-    return this.queue.pushWithHead(head, body, to)
+  /**
+   * Queues `head` frames then `body` as one message. With `joinable` the body is a zrpc frame that may
+   * be joined with others for the same peer behind the same `head` array (see SendQueue.pushWithHead).
+   */
+  pushWithHead(head: readonly Buffer[], body: Buffer, to?: Buffer, joinable = false): boolean {
+    return this.queue.pushWithHead(head, body, to, joinable)
   }
 
   /** The zeromq.js socket, for type-specific calls (subscribe). Never keep it: recovery replaces it. */

@@ -77,6 +77,39 @@ describe('SendQueue: one writer per socket', () => {
     expect(sent).to.deep.equal(['first', '0123456789'])
   })
 
+  it('joins bodies behind a head only when they are joinable and share the head array; a message that may not be joined keeps its place', async () => {
+    const socket = new FakeSocket()
+    const queue = new SendQueue(socket)
+    const toX = [b('hX')]
+    const toY = [b('hY')]
+    queue.push(b('first'), b('A'))
+    queue.pushWithHead(toX, b('x1'), b('A'), true)
+    queue.pushWithHead(toY, b('y1'), b('A'), true)
+    queue.pushWithHead(toX, b('x2'), b('A'), true)
+    // Same bytes, another array: a head is matched by identity, so this one starts its own group.
+    queue.pushWithHead([b('hX')], b('x3'), b('A'), true)
+    queue.pushWithHead(toX, b('cmd'), b('A'))
+    // After a message that may not be joined, later ones for the same peer stay behind it.
+    queue.pushWithHead(toX, b('x4'), b('A'), true)
+    queue.pushWithHead(toX, b('x5'), b('A'), true)
+    queue.pushWithHead(toX, b('bx'), b('B'), true)
+    for (let i = 0; i < 8; i++) {
+      socket.finish()
+      await flush()
+    }
+    await queue.idle()
+    expect(socket.sent.map((m) => (m as Buffer[]).map(String))).to.deep.equal([
+      ['A', 'first'],
+      ['A', 'hX', 'x1x2'],
+      ['A', 'hY', 'y1'],
+      ['A', 'hX', 'x3'],
+      ['A', 'hX', 'cmd'],
+      ['A', 'hX', 'x4x5'],
+      ['B', 'hX', 'bx'],
+    ])
+    expect(queue.counters).to.include({ messages: 9, frames: 7 })
+  })
+
   it('does not join past maxFrameBytes', async () => {
     const socket = new FakeSocket()
     const queue = new SendQueue(socket, { maxFrameBytes: 4 })
