@@ -10,7 +10,7 @@
  * Systems: `lbbroker` (patterns/lbbroker.ts, REQ clients, raw frames echoed), `raw-credit` (a raw Node
  * LRU broker, 32 credits per worker process, one DEALER caller: broker/raw-credit.ts), `zrpc-broker` (Broker +
  * RpcServer.connectBroker, typed echo), `zrpc-direct` (one server process, no broker; workers=1 only),
- * `zrpc-broker-io` (one server process with `concurrency` MDP workers and a handler that waits 2 ms,
+ * `zrpc-broker-io` (one server process whose worker takes `concurrency` requests at once, and a handler that waits 2 ms,
  * as an I/O-bound one would: several requests at once through the broker).
  *
  * Issue 8's broker aim is printed as pass/miss lines: zrpc-broker with 2 workers at 256 in flight at
@@ -126,7 +126,8 @@ async function rawCredit(workers: number, windows: readonly number[], durationMs
 async function zrpcBroker(workers: number, windows: readonly number[], durationMs: number): Promise<BrokerBenchRow[]> {
   const broker = new Broker({ heartbeatMs: HEARTBEAT_MS })
   const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
-  const children = await Promise.all(Array.from({ length: workers }, () => forkWorker(['zrpc', endpoint, String(HEARTBEAT_MS)])))
+  // Each worker process takes DEFAULT_CREDITS requests at once, as each raw-credit worker does.
+  const children = await Promise.all(Array.from({ length: workers }, () => forkWorker(['zrpc', endpoint, String(HEARTBEAT_MS), String(DEFAULT_CREDITS)])))
   const client = new RpcClient({ broker: endpoint })
   const rows: BrokerBenchRow[] = []
   try {
@@ -144,7 +145,7 @@ async function zrpcBroker(workers: number, windows: readonly number[], durationM
 }
 
 /**
- * One server process, `concurrency` MDP workers, each call waiting IO_DELAY_MS first (an I/O-bound
+ * One server process whose worker takes `concurrency` requests at once, each call waiting IO_DELAY_MS first (an I/O-bound
  * handler): what connectBroker's concurrency buys.
  */
 async function zrpcConcurrency(concurrencies: readonly number[], window: number, durationMs: number): Promise<BrokerBenchRow[]> {
@@ -155,7 +156,7 @@ async function zrpcConcurrency(concurrencies: readonly number[], window: number,
     const child = await forkWorker(['zrpc', endpoint, String(HEARTBEAT_MS), String(concurrency), String(IO_DELAY_MS)])
     const client = new RpcClient({ broker: endpoint })
     try {
-      while ((broker.stats().services['echo']?.workers ?? 0) < concurrency) await new Promise((resolve) => setTimeout(resolve, 10))
+      while ((broker.stats().workerList[0]?.credit ?? 0) < concurrency) await new Promise((resolve) => setTimeout(resolve, 10))
       const echo = client.service(Echo)
       const callsPerSecond = await measure(window, durationMs, () => echo.echo({ data: PAYLOAD }))
       rows.push({ system: 'zrpc-broker-io', workers: 1, window, callsPerSecond, concurrency })

@@ -69,7 +69,7 @@ export type InvalidReason = 'bad-envelope' | 'bad-header' | 'bad-command' | 'bad
 
 /** A parsed worker-protocol message (either direction). */
 export type WorkerMessage =
-  | { kind: 'ready'; service: string }
+  | { kind: 'ready'; service: string; extra: Buffer[] }
   | { kind: 'request' | 'reply'; client: Buffer; body: Buffer[] }
   | { kind: 'heartbeat' }
   | { kind: 'disconnect' }
@@ -77,7 +77,8 @@ export type WorkerMessage =
 
 /**
  * Parses `[] MDPW01 <command> ...` (routing id already removed). Frame counts are checked exactly:
- * READY has one service frame, HEARTBEAT and DISCONNECT none, REQUEST/REPLY an address and `[]`.
+ * READY has a service frame (frames after it are returned as `extra`: the reference brokers ignore
+ * them, extensions may use them), HEARTBEAT and DISCONNECT none, REQUEST/REPLY an address and `[]`.
  */
 export function parseWorkerMessage(frames: readonly Buffer[]): WorkerMessage {
   const [empty, header, command, ...rest] = frames
@@ -88,8 +89,8 @@ export function parseWorkerMessage(frames: readonly Buffer[]): WorkerMessage {
   const code = command.readUInt8(0)
   switch (code) {
     case Command.Ready: {
-      const service = rest[0]
-      return rest.length === 1 && service && service.length > 0 ? { kind: 'ready', service: service.toString() } : bad
+      const [service, ...extra] = rest
+      return service && service.length > 0 ? { kind: 'ready', service: service.toString(), extra } : bad
     }
     case Command.Request:
     case Command.Reply: {

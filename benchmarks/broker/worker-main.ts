@@ -1,6 +1,6 @@
 /**
  * A worker process for the broker bench. argv: <mode> <endpoint> [heartbeatMs] [concurrency] [delayMs]
- *   zrpc    an RpcServer attached to a Broker at <endpoint> (`concurrency` MDP workers, default 1;
+ *   zrpc    an RpcServer attached to a Broker at <endpoint> (one worker taking `concurrency` requests at once, default 1;
  *           each call waits `delayMs` first, default 0, standing in for I/O)
  *   lb      a raw lbbroker echo worker on the backend <endpoint>
  *   credit  a raw-credit echo worker on the backend <endpoint>, announcing `concurrency` credits

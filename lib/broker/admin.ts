@@ -14,7 +14,7 @@ const Counters = Type.Record(Type.String(), Type.Integer())
 
 /** Contract of the broker's management service. */
 export const BrokerAdmin = defineService('zrpc.broker', {
-  /** Services with their worker counts, idle workers, queue depths and counters; every worker; drop counters. */
+  /** Services with their worker counts, workers with credit left, requests in flight, queue depths and counters; every worker; drop counters. */
   services: {
     params: Type.Object({}),
     result: Type.Object({
@@ -23,6 +23,8 @@ export const BrokerAdmin = defineService('zrpc.broker', {
           name: Type.String(),
           workers: Type.Integer(),
           idle: Type.Integer(),
+          /** Requests the workers hold now. */
+          inFlight: Type.Integer(),
           queued: Type.Integer(),
           /** Bytes of the requests waiting. */
           queuedBytes: Type.Integer(),
@@ -30,7 +32,8 @@ export const BrokerAdmin = defineService('zrpc.broker', {
           replies: Type.Integer(),
         }),
       ),
-      workers: Type.Array(Type.Object({ identity: Type.String(), service: Type.String() })),
+      /** Each worker, with the requests it may hold at once (1 for a plain MDP worker) and holds now. */
+      workers: Type.Array(Type.Object({ identity: Type.String(), service: Type.String(), credit: Type.Integer(), holding: Type.Integer() })),
       /** Malformed or out-of-order messages dropped, by reason. */
       dropped: Counters,
       /** Requests the broker answered itself (no worker, queue full, worker lost, refused), by reason. */

@@ -9,8 +9,12 @@
  *                                       │ workers.ts   │ ◄─►[w][] MDPW01 0x04     (HEARTBEAT)
  *  zrpc.broker ──► admin-service.ts     └──────────────┘ ◄─►[w][] MDPW01 0x05     (DISCONNECT)
  * ```
- * Each REQUEST is parsed once on arrival with the broker's size limit; unreadable ones are refused
- * there (INVALID_ARGUMENT if an id is readable, else dropped and counted). Queues are bounded in
+ * A client's frame may hold several REQUESTs for its service (zrpc clients join the calls of one
+ * turn once `mmi.zrpc` said this broker splits them); each is parsed once on arrival with the
+ * broker's size limit, and unreadable ones are refused there (INVALID_ARGUMENT if an id is readable,
+ * else dropped and counted). Credit workers (docs/protocol.md) take many requests at once: the
+ * requests of a burst are dealt to them in turn, and those for one worker from one client message
+ * leave as one frame; their answers come back joined and go on to the client as they came. Queues are bounded in
  * requests and bytes, per service and in total, and so is the number of names waiting with no
  * worker. Before handing a request to a worker the broker rewrites timeoutMs to the budget left, and
  * it drops requests whose budget is gone. `zrpc.broker` is served in process: no peer may READY as it.
@@ -21,17 +25,17 @@
  */
 import { Command, MDPC01, MMI_PREFIX, isHeader, parseClientMessage, parseWorkerMessage } from '../../patterns/majordomo-protocol.js'
 import type { CborLimits } from '../codec/cbor.js'
-import { encodeError, encodeRequest } from '../codec/envelope.js'
+import { encodeError, encodeRequest, readEnvelope, scanFrame, type FrameScan } from '../codec/envelope.js'
 import type { StatusCode } from '../errors.js'
 import type { Dispatcher } from '../rpc/dispatcher.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
-import { addressedHead, clientHead, commandFrames } from '../rpc/mdp-frames.js'
+import { addressedHead, clientHead, commandFrames, readCredit } from '../rpc/mdp-frames.js'
 import { TransportSocket } from '../transport/socket.js'
 import { BrokerAdmin } from './admin.js'
 import { adminDispatcher } from './admin-service.js'
-import { brokerLimits, isAnswerTo, readRequest } from './intake.js'
+import { answeredId, brokerLimits, checkRequest, isAnswerTo } from './intake.js'
 import { RequestQueues, type QueuedRequest } from './queue.js'
-import { WorkerRegistry, type HeldRequest, type Worker, type WorkerLeftReason } from './workers.js'
+import { WorkerRegistry, type Worker, type WorkerLeftReason } from './workers.js'
 import { BrokerCounters, type BrokerStats, type ServiceStats } from './stats.js'
 
 export type { BrokerStats, ServiceStats, WorkerLeftReason }
@@ -83,6 +87,20 @@ export interface BrokerWorkerEvent {
 const ADMIN = BrokerAdmin.name
 // `broker` marks the broker's own refusals: asking the same broker again at once would be refused again.
 const NOT_STARTED = { notStarted: true, broker: true } as const
+/** The MMI name a zrpc client asks to learn that this broker splits joined frames (answered 200). */
+export const MMI_ZRPC = `${MMI_PREFIX}zrpc`
+/** Envelopes of one client frame read per event-loop turn; a frame of more is read over several turns. */
+const ENVELOPES_PER_TURN = 256
+/** Heads kept per service name and per client; past this a cache starts over. */
+const MAX_CACHED_HEADS = 1024
+
+/** Where the requests of one client message come from and go back to. */
+interface Route {
+  readonly clientId: Buffer
+  readonly clientKey: string
+  readonly service: string
+  readonly toWorker: readonly Buffer[]
+}
 
 export class Broker {
   private readonly socket: TransportSocket
@@ -94,6 +112,10 @@ export class Broker {
   private readonly limits: CborLimits
   private readonly heartbeatMs: number
   private readonly requestExpiryMs: number
+  /** `[] MDPC01 <service>` per service: one array per name, so answers to one client join. */
+  private readonly clientHeads = new Map<string, readonly Buffer[]>()
+  /** `[] MDPW01 0x02 <client> []` per client: one array per client, so its requests for one worker in a turn join. */
+  private readonly workerHeads = new Map<string, readonly Buffer[]>()
   private heartbeatTimer: NodeJS.Timeout | undefined
   private sweepTimer: NodeJS.Timeout | undefined
   private closed: Promise<void> | undefined
@@ -113,7 +135,7 @@ export class Broker {
     this.workers = new WorkerRegistry(this.heartbeatMs * liveness)
     this.admin = adminDispatcher({ overview: () => this.overview(), disconnectWorker: (identity) => this.disconnectWorker(identity) })
     this.socket = new TransportSocket(
-      { type: 'router', maxMessageSize, coalesce: false, notifyPeers: true },
+      { type: 'router', maxMessageSize, notifyPeers: true },
       {
         onMessage: (frames) => this.onMessage(frames),
         onPeer: (id, event) => this.onPeer(id, event),
@@ -142,7 +164,7 @@ export class Broker {
     const worker = this.workers.get(identity)
     if (worker === undefined) return false
     this.workers.drain(worker)
-    if (worker.busy === undefined) this.removeWorker(worker, 'kicked', true)
+    if (worker.holding === 0) this.removeWorker(worker, 'kicked', true)
     return true
   }
 
@@ -165,35 +187,75 @@ export class Broker {
     return this.closed
   }
 
-  private onMessage([sender, ...frames]: Buffer[]): void {
+  private onMessage([sender, ...frames]: Buffer[]): Promise<void> | void {
     if (sender === undefined) return
-    if (isHeader(frames[1], MDPC01)) this.onClient(sender, frames)
-    else this.onWorker(sender, frames)
+    if (isHeader(frames[1], MDPC01)) return this.onClient(sender, frames)
+    this.onWorker(sender, frames)
   }
 
-  private onClient(clientId: Buffer, frames: Buffer[]): void {
+  private onClient(clientId: Buffer, frames: Buffer[]): Promise<void> | void {
     const msg = parseClientMessage(frames)
     if ('invalid' in msg) return this.counters.drop(msg.invalid)
     const { service, body } = msg
     if (service.startsWith(MMI_PREFIX)) return this.onMmi(clientId, service, body)
-    const intake = readRequest(service, body, this.limits)
-    if (!intake.ok) {
-      if (intake.id === undefined) return this.counters.drop('unreadable')
-      return this.refuse(clientId, service, intake.id, 'invalid', 'INVALID_ARGUMENT', `${intake.reason}; the broker carries one zrpc REQUEST envelope per message`)
+    const [frame] = body
+    if (body.length !== 1 || frame === undefined) return this.counters.drop('unreadable')
+    const scan = scanFrame(frame, this.limits)
+    if (scan.kind === 'malformed') return this.counters.drop('unreadable')
+    const clientKey = clientId.toString('latin1')
+    const route: Route = { clientId, clientKey, service, toWorker: cached(this.workerHeads, clientKey, () => addressedHead(Command.Request, clientId)) }
+    if (scan.ends.length <= ENVELOPES_PER_TURN) {
+      this.intake(route, frame, scan, 0, scan.ends.length)
+      return this.dispatch(service)
     }
-    const { request, frame } = intake
-    if (service === ADMIN) return this.admin.handle(request, clientId.toString('hex'), (out) => this.toClient(clientId, ADMIN, out))
-    if (request.timeoutMs === 0) return this.late({ clientId, service, request, frame, receivedAt: Date.now() })
+    return this.intakeInTurns(route, frame, scan)
+  }
+
+  /** A frame of many envelopes: read a turn's worth at a time, so other peers are served in between. */
+  private async intakeInTurns(route: Route, frame: Buffer, scan: FrameScan): Promise<void> {
+    for (let from = 0; from < scan.ends.length; from += ENVELOPES_PER_TURN) {
+      if (from > 0) await new Promise((resolve) => setImmediate(resolve))
+      this.intake(route, frame, scan, from, Math.min(scan.ends.length, from + ENVELOPES_PER_TURN))
+      this.dispatch(route.service)
+    }
+  }
+
+  /** Queues (or answers) envelopes `from` to `to` of a client's frame. */
+  private intake(route: Route, frame: Buffer, scan: FrameScan, from: number, to: number): void {
+    const { clientId, service } = route
+    for (let i = from; i < to; i++) {
+      const intake = checkRequest(service, readEnvelope(frame, scan, i))
+      if (!intake.ok) {
+        if (intake.id === undefined) this.counters.drop('unreadable')
+        else this.refuse(clientId, service, intake.id, 'invalid', 'INVALID_ARGUMENT', intake.reason)
+        continue
+      }
+      const { request } = intake
+      if (service === ADMIN) {
+        this.admin.handle(request, clientId.toString('hex'), (out) => this.toClient(clientId, ADMIN, out))
+        continue
+      }
+      const start = i === 0 ? 0 : scan.ends[i - 1]!
+      const end = scan.ends[i]!
+      const req: QueuedRequest = { ...route, request, frame: start === 0 && end === frame.length ? frame : frame.subarray(start, end), receivedAt: Date.now() }
+      if (request.timeoutMs === 0) {
+        this.late(req)
+        continue
+      }
+      this.enqueue(req)
+    }
+  }
+
+  private enqueue(req: QueuedRequest): void {
+    const { clientId, service, request } = req
     if (this.workers.live(service) === 0 && this.requestExpiryMs === 0) {
       return this.refuse(clientId, service, request.id, 'no-service', 'UNAVAILABLE', `no worker for ${service}`, NOT_STARTED)
     }
-    const hasWorker = this.workers.count(service) > 0
-    const refusal = this.queues.add({ clientId, service, request, frame, receivedAt: Date.now() }, hasWorker, this.counters.workerless.size)
+    const refusal = this.queues.add(req, this.workers.count(service) > 0, this.counters.workerless.size)
     switch (refusal) {
       case undefined:
         this.counters.service(service).requests++
-        this.touch(service)
-        return this.dispatch(service)
+        return this.touch(service)
       case 'unknown-services':
         return this.refuse(clientId, service, request.id, refusal, 'UNAVAILABLE', `no worker for ${service}, and the broker already holds requests for ${this.counters.workerless.size} services without one`, NOT_STARTED)
       case 'queue-full':
@@ -209,7 +271,7 @@ export class Broker {
     if (service === `${MMI_PREFIX}service`) {
       const name = body.at(-1)?.toString() ?? ''
       code = name === ADMIN || this.workers.live(name) > 0 ? '200' : '404'
-    }
+    } else if (service === MMI_ZRPC) code = '200'
     // As the reference: the last body frame is replaced by the code.
     this.socket.pushWithHead(clientHead(service, body.slice(0, -1)), Buffer.from(code), clientId)
   }
@@ -225,8 +287,8 @@ export class Broker {
         return this.counters.drop('bad-command')
       case 'disconnect':
         if (worker === undefined) return
-        // A worker that stops taking work keeps the request it holds and answers it; it leaves after.
-        if (worker.busy !== undefined) {
+        // A worker that stops taking work keeps the requests it holds and answers them; it leaves after.
+        if (worker.holding > 0) {
           this.workers.drain(worker)
           worker.saidDisconnect = true
           return
@@ -235,10 +297,10 @@ export class Broker {
       case 'ready':
         if (worker !== undefined) return this.removeWorker(worker, 'protocol-error', true)
         if (msg.service.startsWith(MMI_PREFIX) || msg.service === ADMIN) return this.unexpected(sender, 'forbidden-ready')
-        return this.addWorker(sender, msg.service)
+        return this.addWorker(sender, msg.service, msg.extra)
       case 'heartbeat':
         if (worker === undefined) return this.unexpected(sender, 'unexpected-command')
-        if (worker.busy !== undefined) worker.beatsWhileBusy = true
+        if (worker.holding > 0) worker.beatsWhileBusy = true
         return
       case 'reply':
         if (worker === undefined) return this.unexpected(sender, 'unexpected-command')
@@ -247,21 +309,48 @@ export class Broker {
   }
 
   /** A valid command from a peer that may not send it: DISCONNECT, so it starts over with READY. */
-  private unexpected(sender: Buffer, reason: 'unexpected-command' | 'forbidden-ready'): void {
+  private unexpected(sender: Buffer, reason: 'unexpected-command' | 'forbidden-ready' | 'bad-ready'): void {
     this.counters.drop(reason)
     this.socket.pushWithHead(...commandFrames(Command.Disconnect), sender)
   }
 
   private onReply(worker: Worker, clientId: Buffer, body: Buffer[]): void {
-    const held = worker.busy
-    if (held === undefined || !held.clientId.equals(clientId)) return this.counters.drop('unknown-client')
-    worker.busy = undefined
-    this.counters.service(held.service).replies++
-    if (isAnswerTo(held.id, body, this.limits)) this.toClient(clientId, held.service, body[0]!)
-    else this.refuse(clientId, held.service, held.id, 'bad-reply', 'INTERNAL', `the worker for ${held.service} sent a reply that is not one answer to this call`)
-    if (worker.draining) return this.removeWorker(worker, worker.saidDisconnect ? 'disconnected' : 'kicked', !worker.saidDisconnect)
-    this.workers.release(worker)
-    this.dispatch(held.service)
+    if (worker.extended) this.onCreditReply(worker, clientId, body)
+    else {
+      // MDP: one reply per request, so this reply ends the one request the worker holds, whatever it says.
+      const only = this.workers.only(worker)
+      if (only === undefined || !only.req.clientId.equals(clientId)) return this.counters.drop('unknown-client')
+      const held = this.workers.release(worker, only.clientKey, only.req.id)!
+      this.counters.service(held.service).replies++
+      if (isAnswerTo(held.id, body, this.limits)) this.toClient(clientId, held.service, body[0]!)
+      else this.refuse(clientId, held.service, held.id, 'bad-reply', 'INTERNAL', `the worker for ${held.service} sent a reply that is not one answer to this call`)
+    }
+    if (worker.draining && worker.holding === 0) return this.removeWorker(worker, worker.saidDisconnect ? 'disconnected' : 'kicked', !worker.saidDisconnect)
+    this.dispatch(worker.service)
+  }
+
+  /**
+   * A credit worker's REPLY: one or more answers for one client. Each must answer a request this
+   * worker holds for that client; the others are dropped and counted (`unknown-call`), never
+   * delivered. The frame goes on as it came when every answer is good, which is the usual case.
+   */
+  private onCreditReply(worker: Worker, clientId: Buffer, body: Buffer[]): void {
+    const [frame] = body
+    const scan = body.length === 1 && frame !== undefined ? scanFrame(frame, this.limits) : undefined
+    if (scan === undefined || scan.kind === 'malformed') return this.counters.drop('unreadable-reply')
+    const clientKey = clientId.toString('latin1')
+    const good: Buffer[] = []
+    for (let i = 0; i < scan.ends.length; i++) {
+      const start = i === 0 ? 0 : scan.ends[i - 1]!
+      const envelope = frame!.subarray(start, scan.ends[i])
+      const id = answeredId(envelope)
+      if (id !== undefined && this.workers.release(worker, clientKey, id) !== undefined) good.push(envelope)
+      else this.counters.drop('unknown-call')
+    }
+    if (good.length === 0) return
+    this.counters.service(worker.service).replies += good.length
+    if (good.length === scan.ends.length) this.socket.pushWithHead(worker.replyHead, frame!, clientId, true)
+    else for (const envelope of good) this.socket.pushWithHead(worker.replyHead, envelope, clientId, true)
   }
 
   private onPeer(id: Buffer, event: 'connected' | 'disconnected'): void {
@@ -271,8 +360,10 @@ export class Broker {
     if (worker !== undefined) this.removeWorker(worker, 'disconnected', false)
   }
 
-  private addWorker(id: Buffer, service: string): void {
-    const worker = this.workers.add(id, service)
+  private addWorker(id: Buffer, service: string, extra: readonly Buffer[]): void {
+    const credit = readCredit(extra)
+    if (typeof credit === 'object') return this.unexpected(id, 'bad-ready')
+    const worker = this.workers.add(id, service, this.clientHead(service), credit)
     this.touch(service)
     this.emit({ kind: 'joined', service, identity: worker.identity })
     this.dispatch(service)
@@ -280,17 +371,22 @@ export class Broker {
 
   private removeWorker(worker: Worker, reason: WorkerLeftReason, sendDisconnect: boolean): void {
     if (sendDisconnect) this.socket.pushWithHead(...commandFrames(Command.Disconnect), worker.id)
-    const held: HeldRequest | undefined = this.workers.remove(worker)
+    const held = this.workers.remove(worker)
     this.touch(worker.service)
     this.emit({ kind: 'left', service: worker.service, identity: worker.identity, reason })
     // The broker cannot know whether running the call again is safe; the client does (idempotent).
-    if (held !== undefined) {
-      this.refuse(held.clientId, held.service, held.id, 'worker-lost', 'UNAVAILABLE', `the worker serving ${held.service} was lost; the call may or may not have run`, { workerLost: true })
+    for (const req of held) {
+      this.refuse(req.clientId, req.service, req.id, 'worker-lost', 'UNAVAILABLE', `the worker serving ${req.service} was lost; the call may or may not have run`, { workerLost: true })
     }
   }
 
+  /**
+   * Hands queued requests to workers with credit, in turn. Requests from one client message bound
+   * for one credit worker share a head, so the send queue joins them into one frame.
+   */
   private dispatch(service: string): void {
-    while (this.workers.hasIdle(service)) {
+    let worker: Worker | undefined
+    while ((worker = this.workers.next(service)) !== undefined) {
       const req = this.queues.take(service)
       if (req === undefined) break
       const left = Math.min(req.request.timeoutMs, Math.ceil(req.receivedAt + req.request.timeoutMs - Date.now()))
@@ -300,13 +396,11 @@ export class Broker {
       }
       const { id, method, metadata, params } = req.request
       const frame = left < req.request.timeoutMs ? encodeRequest(id, service, method, left, metadata, params) : req.frame
-      const worker = this.workers.takeIdle(service)!
-      if (!this.socket.pushWithHead(addressedHead(Command.Request, req.clientId), frame, worker.id)) {
-        this.workers.release(worker)
+      if (!this.socket.pushWithHead(req.toWorker, frame, worker.id, worker.extended)) {
         this.refuse(req.clientId, service, id, 'send-failed', 'UNAVAILABLE', `the broker could not send the request to a ${service} worker (send queue full)`, NOT_STARTED)
         break
       }
-      worker.busy = { clientId: req.clientId, service, id }
+      this.workers.hold(worker, req.clientKey, { clientId: req.clientId, service, id })
     }
     this.touch(service)
   }
@@ -347,7 +441,11 @@ export class Broker {
   }
 
   private toClient(clientId: Buffer, service: string, frame: Buffer): void {
-    this.socket.pushWithHead(clientHead(service), frame, clientId)
+    this.socket.pushWithHead(this.clientHead(service), frame, clientId, true)
+  }
+
+  private clientHead(service: string): readonly Buffer[] {
+    return cached(this.clientHeads, service, () => clientHead(service))
   }
 
   /** Keeps per-service counters and the set of names waiting without a worker in step with the queues and workers. */
@@ -363,4 +461,15 @@ export class Broker {
     const { services, dropped, rejected, expired, workerList, queuedBytes } = this.stats()
     return { services: Object.entries(services).map(([name, s]) => ({ name, ...s })), workers: [...workerList], dropped, rejected, expired, queuedBytes }
   }
+}
+
+/** The head cached under `key`, made on first use; a full cache starts over, so it stays bounded. */
+function cached(heads: Map<string, readonly Buffer[]>, key: string, make: () => readonly Buffer[]): readonly Buffer[] {
+  let head = heads.get(key)
+  if (head === undefined) {
+    if (heads.size >= MAX_CACHED_HEADS) heads.clear()
+    head = make()
+    heads.set(key, head)
+  }
+  return head
 }

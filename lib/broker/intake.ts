@@ -1,34 +1,36 @@
 /**
- * What the broker reads of a message: each REQUEST is parsed once, on arrival, with the broker's
- * own size limit, and each worker REPLY is checked to be one answer to the request it holds.
+ * What the broker reads of a message: the REQUEST envelopes of a client's frame, each on its own
+ * (a zrpc client may join several calls for one service into one frame), and the answers in a
+ * worker's REPLY, by header only: routing never opens params or results.
  */
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
-import { Kind, parseFrame, type RequestEnvelope } from '../codec/envelope.js'
-
-/** A readable request, or why not (with the id to answer when one could be read). */
-export type Intake = { ok: true; request: RequestEnvelope; frame: Buffer } | { ok: false; id: number | undefined; reason: string }
+import { PROTOCOL_VERSION, Kind, parseFrame, type Envelope, type Malformed, type RequestEnvelope } from '../codec/envelope.js'
+import { peekHeader } from '../codec/envelope-heads.js'
 
 /** CBOR limits for a broker whose sockets accept `maxMessageSize` bytes. */
 export function brokerLimits(maxMessageSize: number): CborLimits {
   return { ...DEFAULT_CBOR_LIMITS, maxBytes: maxMessageSize }
 }
 
-/** Reads an MDP request body: exactly one frame holding exactly one REQUEST for `service`. */
-export function readRequest(service: string, body: readonly Buffer[], limits: CborLimits): Intake {
-  const [frame] = body
-  if (body.length !== 1 || frame === undefined) return { ok: false, id: undefined, reason: `expected one body frame, got ${body.length}` }
-  const envelopes = parseFrame(frame, limits)
-  const [env] = envelopes
-  if (env === undefined) return { ok: false, id: undefined, reason: 'empty frame' }
-  const id = env.id ?? undefined
-  if (envelopes.length !== 1) return { ok: false, id, reason: `expected one envelope per broker request, got ${envelopes.length}` }
-  if (env.kind === 'malformed') return { ok: false, id, reason: env.reason }
-  if (env.kind !== Kind.Request) return { ok: false, id, reason: 'expected a REQUEST envelope' }
-  if (env.service !== service) return { ok: false, id, reason: `REQUEST for service ${env.service} sent to MDP service ${service}` }
-  return { ok: true, request: env, frame }
+/** One envelope of a client's frame: a request to queue, or why not (with the id to answer when one could be read). */
+export type Intake = { ok: true; request: RequestEnvelope } | { ok: false; id: number | undefined; reason: string }
+
+/** Checks one envelope read from a client's frame sent to MDP service `service`. */
+export function checkRequest(service: string, env: Envelope | Malformed): Intake {
+  if (env.kind === 'malformed') return { ok: false, id: env.id, reason: env.reason }
+  if (env.kind !== Kind.Request) return { ok: false, id: env.id, reason: 'expected REQUEST envelopes' }
+  if (env.service !== service) return { ok: false, id: env.id, reason: `REQUEST for service ${env.service} sent to MDP service ${service}` }
+  return { ok: true, request: env }
 }
 
-/** True when `body` is exactly one REPLY or ERROR envelope for call `id`. */
+/** The call id a REPLY or ERROR envelope answers, read from its header; undefined for anything else. */
+export function answeredId(envelope: Uint8Array): number | undefined {
+  const header = peekHeader(envelope)
+  if (header === undefined || header.version !== PROTOCOL_VERSION || (header.kind !== Kind.Reply && header.kind !== Kind.Error)) return undefined
+  return header.id
+}
+
+/** True when `body` is exactly one REPLY or ERROR envelope for call `id` (a plain MDP worker's answer). */
 export function isAnswerTo(id: number, body: readonly Buffer[], limits: CborLimits): boolean {
   const [frame] = body
   if (body.length !== 1 || frame === undefined) return false

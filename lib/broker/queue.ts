@@ -10,6 +10,10 @@ import type { RequestEnvelope } from '../codec/envelope.js'
 /** A readable zrpc REQUEST the broker holds until a worker is free. */
 export interface QueuedRequest {
   readonly clientId: Buffer
+  /** The client's routing id in latin1: the key its calls are held under at a worker. */
+  readonly clientKey: string
+  /** The frames in front of this request on its way to a worker; one array per client message, so its requests join. */
+  readonly toWorker: readonly Buffer[]
   readonly service: string
   /** Parsed on arrival with the broker's limits. */
   readonly request: RequestEnvelope

@@ -10,7 +10,10 @@ import type { WorkerRegistry } from './workers.js'
 /** Per-service numbers from {@link BrokerStats}. */
 export interface ServiceStats {
   readonly workers: number
+  /** Workers with credit left (a plain MDP worker has one credit: idle). */
   readonly idle: number
+  /** Requests the workers hold now. */
+  readonly inFlight: number
   readonly queued: number
   /** Bytes of the requests waiting. */
   readonly queuedBytes: number
@@ -33,12 +36,24 @@ export interface BrokerStats {
   /** Service names waiting with no worker now (bounded by maxUnknownServices). */
   readonly unknownServices: number
   /** Every registered worker. */
-  readonly workerList: ReadonlyArray<{ readonly identity: string; readonly service: string }>
+  readonly workerList: ReadonlyArray<{ readonly identity: string; readonly service: string; readonly credit: number; readonly holding: number }>
   /** The broker socket's counters: bytes received, and messages dropped for peers that do not read or have gone. */
   readonly transport?: TransportCounters
 }
 
-const DROP_REASONS = ['bad-envelope', 'bad-header', 'bad-command', 'bad-frames', 'unexpected-command', 'unknown-client', 'unreadable', 'forbidden-ready']
+const DROP_REASONS = [
+  'bad-envelope',
+  'bad-header',
+  'bad-command',
+  'bad-frames',
+  'unexpected-command',
+  'unknown-client',
+  'unreadable',
+  'forbidden-ready',
+  'bad-ready',
+  'unknown-call',
+  'unreadable-reply',
+]
 const REJECT_REASONS = ['queue-full', 'queue-bytes', 'total-bytes', 'unknown-services', 'no-service', 'expired', 'invalid', 'worker-lost', 'bad-reply', 'send-failed']
 
 /** Counters the broker keeps; see {@link BrokerStats}. */
@@ -78,9 +93,9 @@ export class BrokerCounters {
     const services: Record<string, ServiceStats> = {}
     for (const name of new Set([...workers.services(), ...queues.services()])) {
       const counters = this.perService.get(name) ?? { requests: 0, replies: 0 }
-      services[name] = { workers: workers.count(name), idle: workers.idleCount(name), queued: queues.depth(name), queuedBytes: queues.bytesFor(name), ...counters }
+      services[name] = { workers: workers.count(name), idle: workers.idleCount(name), inFlight: workers.inFlight(name), queued: queues.depth(name), queuedBytes: queues.bytesFor(name), ...counters }
     }
-    const workerList = [...workers.all()].map(({ identity, service }) => ({ identity, service }))
+    const workerList = [...workers.all()].map(({ identity, service, credit, holding }) => ({ identity, service, credit, holding }))
     return {
       services,
       workers: workers.size,

@@ -1,25 +1,27 @@
 /**
- * A broker worker: one Majordomo (7/MDP) worker on its own DEALER (a TransportSocket), one request
- * at a time, feeding a Dispatcher. A server runs several per service to handle several requests at
- * once through a broker.
+ * A broker worker: one Majordomo (7/MDP) worker on its own DEALER (a TransportSocket) for one
+ * service, taking up to `credit` requests at once and feeding them to a Dispatcher.
  *
  * ```
- *   worker  ->  [ '' ][ 'MDPW01' ][ 0x01 ][ service ]                     READY (per socket)
- *   broker  ->  [ '' ][ 'MDPW01' ][ 0x02 ][ client ][ '' ][ REQUEST ]
- *   worker  ->  [ '' ][ 'MDPW01' ][ 0x03 ][ client ][ '' ][ REPLY / ERROR ]
- *   either  <>  [ '' ][ 'MDPW01' ][ 0x04 ]                                HEARTBEAT (each beat answered)
- *   either  <>  [ '' ][ 'MDPW01' ][ 0x05 ]                                DISCONNECT
+ *   worker  ->  [ '' ][ 'MDPW01' ][ 0x01 ][ service ][ { credit: N } ]       READY (per socket)
+ *   broker  ->  [ '' ][ 'MDPW01' ][ 0x02 ][ client ][ '' ][ REQUEST... ]
+ *   worker  ->  [ '' ][ 'MDPW01' ][ 0x03 ][ client ][ '' ][ REPLY / ERROR... ]
+ *   either  <>  [ '' ][ 'MDPW01' ][ 0x04 ]                                   HEARTBEAT (each beat answered)
+ *   either  <>  [ '' ][ 'MDPW01' ][ 0x05 ]                                   DISCONNECT
  * ```
- * MDP requires exactly one reply per request before the next one comes, so every request is
- * answered exactly once, even one the dispatcher ends without a reply (its deadline passed): the
- * broker would otherwise count this worker busy for ever. After the broker's silence (see
- * mdp-heartbeat.ts) or a DISCONNECT it starts over on a fresh socket with READY.
+ * The credit in READY is zrpc's extension (docs/protocol.md, "credit workers"): a zrpc broker sends
+ * such a worker up to N requests, several of one client per message, and this worker answers each
+ * envelope once, the answers of one turn for one message joined. A plain 7/MDP broker ignores the
+ * frame and sends one request at a time, which this worker answers with exactly one REPLY. Every
+ * request is answered, even one the dispatcher ends without a reply (its deadline passed): the broker
+ * would otherwise count its credit used for ever. After the broker's silence (see mdp-heartbeat.ts)
+ * or a DISCONNECT it starts over on a fresh socket with READY.
  */
 import { Command, parseWorkerMessage } from '../../patterns/majordomo-protocol.js'
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
-import { Kind, encodeError, parseFrame } from '../codec/envelope.js'
+import { Kind, encodeError, readEnvelope, scanFrame } from '../codec/envelope.js'
 import { TransportSocket } from '../transport/socket.js'
-import { atDeadline, type DeadlineTimer } from './deadline-timer.js'
+import { DeadlineWheel } from './deadline-timer.js'
 import type { Dispatcher } from './dispatcher.js'
 import { BrokerBeats } from './mdp-heartbeat.js'
 import { addressedHead, commandFrames, readyFrames } from './mdp-frames.js'
@@ -29,14 +31,18 @@ export interface BrokerWorkerOptions {
   /** This worker's heartbeat interval; it also answers each of the broker's beats, so the two need not match. */
   readonly heartbeatMs: number
   readonly liveness: number
+  /** Requests this worker takes at once (its credit, declared in READY). */
+  readonly credit: number
   /** Called once if the broker's heartbeat interval differs from `heartbeatMs`, with what to change. */
   readonly onWarning?: (message: string) => void
 }
 
 /** What a worker counts. */
 export interface BrokerWorkerStats {
-  /** Bodies that were not exactly one readable REQUEST envelope, answered with an error. */
+  /** Envelopes that were not readable REQUESTs, answered with an error. */
   malformed: number
+  /** Requests held now (at most the credit). */
+  holding: number
   /** READYs sent: 1, plus one per reconnect. */
   connects: number
   /** The broker's heartbeat interval as observed, in ms (0 until seen). */
@@ -48,14 +54,27 @@ export interface BrokerWorkerStats {
 /** How long close() lets the last reply and the DISCONNECT leave. */
 const CLOSE_DRAIN_MS = 200
 
-interface Held {
+/** Where the answers to one client's requests go. */
+interface Route {
   readonly socket: TransportSocket
-  readonly client: Buffer
-  timer: DeadlineTimer | undefined
-  /** The broker beat while this request was held (the reference broker beats idle workers only). */
-  beaten: boolean
-  readonly since: number
+  /** `[] MDPW01 0x03 <client> []`: one array per client, so the answers of one turn join. */
+  readonly head: readonly Buffer[]
+  /** The dispatcher's peer: the client, so its fair share applies per caller behind the broker. */
+  readonly peer: string
 }
+
+/** A request being served. */
+interface Held {
+  readonly route: Route
+  readonly id: number
+  readonly deadline: number
+  answered: boolean
+}
+
+/** Deadlines share one timer per worker and fire at most this late (never early). */
+const DEADLINE_TICK_MS = 5
+/** Routes kept per client; past this the cache starts over, so it stays bounded. */
+const MAX_CACHED_ROUTES = 1024
 
 let workers = 0
 
@@ -66,10 +85,17 @@ export class BrokerWorker {
   private readonly beats: BrokerBeats
   private readonly heartbeat: NodeJS.Timeout
   private reconnectTimer: NodeJS.Timeout | undefined
-  private held: Held | undefined
+  private readonly held = new Set<Held>()
+  /** One route per client on the current socket: its answers in one turn join, whichever message brought the requests. */
+  private readonly routes = new Map<string, Route>()
+  /** Past the deadline the dispatcher drops a call without a word; the worker answers for it. */
+  private readonly deadlines = new DeadlineWheel<Held>((held) => this.answer(held, encodeError(held.id, 'DEADLINE_EXCEEDED', 'deadline exceeded')), DEADLINE_TICK_MS)
+  /** The broker beat while requests were held (the reference broker beats idle workers only). */
+  private beatenWhileBusy = false
+  private busySince = 0
   private taking = true
   private closing: Promise<void> | undefined
-  readonly stats: BrokerWorkerStats = { malformed: 0, connects: 0, brokerHeartbeatMs: 0, warning: undefined }
+  readonly stats: BrokerWorkerStats = { malformed: 0, holding: 0, connects: 0, brokerHeartbeatMs: 0, warning: undefined }
 
   constructor(
     private readonly dispatcher: Dispatcher,
@@ -101,8 +127,7 @@ export class BrokerWorker {
     this.closing ??= (async () => {
       await this.stopTaking()
       clearInterval(this.heartbeat)
-      this.held?.timer?.clear()
-      this.held = undefined
+      this.forgetHeld()
       const socket = this.socket
       this.socket = undefined
       await socket?.close(CLOSE_DRAIN_MS)
@@ -114,23 +139,22 @@ export class BrokerWorker {
     this.reconnectTimer = undefined
     if (!this.taking) return
     const socket: TransportSocket = new TransportSocket(
-      { type: 'dealer', maxMessageSize: this.options.maxMessageSize, coalesce: false },
+      { type: 'dealer', maxMessageSize: this.options.maxMessageSize },
       { onMessage: (frames) => this.onMessage(socket, frames) },
     )
     socket.connect(this.endpoint)
     this.socket = socket
-    this.held = undefined
+    this.forgetHeld()
     this.beats.reset(Date.now())
     this.stats.connects++
-    this.send(...readyFrames(this.service))
+    this.send(...readyFrames(this.service, this.options.credit))
   }
 
   /** Drops the socket and starts over with READY, at once or after `delayMs`. */
   private reconnect(delayMs: number): void {
     const old = this.socket
     this.socket = undefined
-    this.held?.timer?.clear()
-    this.held = undefined
+    this.forgetHeld()
     void old?.close(0)
     if (!this.taking) return
     if (delayMs === 0) this.connect()
@@ -144,8 +168,8 @@ export class BrokerWorker {
   private tick(): void {
     if (this.socket === undefined) return
     // A broker may leave a busy worker unbeaten (the reference does): silence counts only while idle.
-    if (this.taking && this.held === undefined && this.beats.silent(Date.now())) return this.reconnect(this.options.heartbeatMs)
-    if (this.taking || this.held !== undefined) this.send(...commandFrames(Command.Heartbeat))
+    if (this.taking && this.held.size === 0 && this.beats.silent(Date.now())) return this.reconnect(this.options.heartbeatMs)
+    if (this.taking || this.held.size > 0) this.send(...commandFrames(Command.Heartbeat))
   }
 
   private onMessage(socket: TransportSocket, frames: Buffer[]): void {
@@ -156,10 +180,10 @@ export class BrokerWorker {
       case 'request':
         return this.serve(socket, msg.client, msg.body)
       case 'heartbeat':
-        if (this.held !== undefined) this.held.beaten = true
+        if (this.held.size > 0) this.beatenWhileBusy = true
         this.beats.beat(Date.now())
         this.stats.brokerHeartbeatMs = this.beats.observedMs
-        if (this.taking || this.held !== undefined) this.send(...commandFrames(Command.Heartbeat))
+        if (this.taking || this.held.size > 0) this.send(...commandFrames(Command.Heartbeat))
         return
       case 'disconnect':
         // After stopTaking() the broker's DISCONNECT only confirms it; otherwise it no longer knows this worker.
@@ -173,38 +197,76 @@ export class BrokerWorker {
   }
 
   private serve(socket: TransportSocket, client: Buffer, body: Buffer[]): void {
-    const reply = (frame: Buffer): void => void socket.pushWithHead(addressedHead(Command.Reply, client), frame)
+    const key = client.toString('hex')
+    let route = this.routes.get(key)
+    if (route === undefined || route.socket !== socket) {
+      if (this.routes.size >= MAX_CACHED_ROUTES) this.routes.clear()
+      route = { socket, head: addressedHead(Command.Reply, client), peer: `broker:${key}` }
+      this.routes.set(key, route)
+    }
     const [frame] = body
-    const envelopes = body.length === 1 && frame !== undefined ? parseFrame(frame, this.limits) : []
-    const [env] = envelopes
-    if (envelopes.length !== 1 || env === undefined || env.kind !== Kind.Request) {
+    const scan = body.length === 1 && frame !== undefined ? scanFrame(frame, this.limits) : undefined
+    if (scan === undefined || scan.kind === 'malformed') {
       this.stats.malformed++
-      return reply(encodeError(env?.id ?? 0, 'INVALID_ARGUMENT', env?.kind === 'malformed' ? env.reason : 'expected one REQUEST envelope'))
+      return this.reply(route, encodeError(0, 'INVALID_ARGUMENT', scan?.reason ?? 'expected one frame of REQUEST envelopes'))
     }
-    // MDP sends one request at a time; a broker that sends more gets each one answered all the same.
-    if (this.held !== undefined) return reply(encodeError(env.id, 'RESOURCE_EXHAUSTED', 'this MDP worker is already serving a request', { notStarted: true }))
-    if (!this.taking) return reply(encodeError(env.id, 'UNAVAILABLE', 'this worker is shutting down', { notStarted: true }))
-    const held: Held = { socket, client, timer: undefined, beaten: false, since: Date.now() }
-    this.held = held
-    // Tells the broker this worker beats while busy, so its death while busy is noticed.
-    this.send(...commandFrames(Command.Heartbeat))
-    const answer = (out: Buffer): void => {
-      if (this.held !== held) return
-      this.held = undefined
-      held.timer?.clear()
-      // A broker that left this worker unbeaten for a long request: that gap is not its heartbeat interval.
-      if (!held.beaten && Date.now() - held.since > this.options.heartbeatMs) this.beats.skip()
-      reply(out)
-    }
-    // Past the deadline the dispatcher drops the call without a word; this worker answers for it, so
-    // the broker frees it at once. atDeadline never fires early, whatever the budget.
-    held.timer = atDeadline(Date.now() + env.timeoutMs, () => answer(encodeError(env.id, 'DEADLINE_EXCEEDED', 'deadline exceeded')))
-    this.dispatcher.handle(env, this.peer, (out, id) => {
-      if (out.length > this.options.maxMessageSize) {
-        out = encodeError(id, 'RESOURCE_EXHAUSTED', `reply of ${out.length} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
+    for (let i = 0; i < scan.ends.length; i++) {
+      const env = readEnvelope(frame!, scan, i)
+      if (env.kind !== Kind.Request) {
+        this.stats.malformed++
+        this.reply(route, encodeError(env.id ?? 0, 'INVALID_ARGUMENT', env.kind === 'malformed' ? env.reason : 'expected REQUEST envelopes'))
+        continue
       }
-      answer(out)
-    })
+      // A broker that sends more than the credit gets each extra request answered all the same.
+      if (this.held.size >= this.options.credit) {
+        this.reply(route, encodeError(env.id, 'RESOURCE_EXHAUSTED', `this worker takes ${this.options.credit} requests at once`, { notStarted: true }))
+        continue
+      }
+      if (!this.taking) {
+        this.reply(route, encodeError(env.id, 'UNAVAILABLE', 'this worker is shutting down', { notStarted: true }))
+        continue
+      }
+      const now = Date.now()
+      if (this.held.size === 0) {
+        this.busySince = now
+        this.beatenWhileBusy = false
+      }
+      const held: Held = { route, id: env.id, deadline: now + env.timeoutMs, answered: false }
+      this.held.add(held)
+      this.stats.holding = this.held.size
+      this.deadlines.add(held.deadline, held)
+      this.dispatcher.handle(env, route.peer, (out, id) => {
+        if (out.length > this.options.maxMessageSize) {
+          out = encodeError(id, 'RESOURCE_EXHAUSTED', `reply of ${out.length} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
+        }
+        this.answer(held, out)
+      })
+    }
+  }
+
+  /** Sends the one answer to a held request; later ones (the dispatcher after the deadline) are dropped. */
+  private answer(held: Held, out: Buffer): void {
+    if (held.answered) return
+    held.answered = true
+    this.held.delete(held)
+    this.deadlines.remove(held.deadline, held)
+    this.stats.holding = this.held.size
+    // A broker that left this worker unbeaten through a long request: that gap is not its heartbeat interval.
+    if (this.held.size === 0 && !this.beatenWhileBusy && Date.now() - this.busySince > this.options.heartbeatMs) this.beats.skip()
+    if (held.route.socket === this.socket) this.reply(held.route, out)
+  }
+
+  private reply(route: Route, out: Buffer): void {
+    route.socket.pushWithHead(route.head, out, undefined, true)
+  }
+
+  /** Forgets every held request (its socket is gone): their answers, if they come, go nowhere. */
+  private forgetHeld(): void {
+    for (const held of this.held) held.answered = true
+    this.held.clear()
+    this.routes.clear()
+    this.deadlines.clear()
+    this.stats.holding = 0
   }
 
   private warn(observedMs: number): void {

@@ -7,8 +7,9 @@
  *   message of another shape                       malformed
  *   unknown kind (a newer peer)                    unknownKinds     even with the id of a call in flight
  *   id of no call in flight, or of an unsent one   lateReplies
- *   through a broker: not exactly one envelope,    misrouted        a worker of one service must not
- *     or a service frame other than the call's                      end the calls made to another
+ *   through a broker: a service frame other than   misrouted        a worker of one service must not
+ *     the call's, or (a broker not known to check                   end the calls made to another
+ *     replies) not exactly one envelope
  * ```
  */
 import { RpcError } from '../errors.js'
@@ -33,7 +34,7 @@ export interface ReplyCounters {
   malformed: number
   /** Envelopes of a kind this client does not know (a newer peer): ignored, as protocol.md says. */
   unknownKinds: number
-  /** Broker messages dropped: more than one envelope, or a reply from another service than its call's. */
+  /** Broker messages dropped: a reply from another service than its call's, or several envelopes from a broker not known to check them. */
   misrouted: number
 }
 
@@ -49,6 +50,7 @@ export interface ReplyContext {
 /** Reads one received message and ends the calls it may end. */
 export function deliver(message: Buffer[], ctx: ReplyContext): void {
   const opened = ctx.framing.unwrap(message)
+  if (opened === null) return
   if (opened === undefined) {
     ctx.counters.malformed++
     return

@@ -12,7 +12,7 @@
  *   DEALER  ->  [ frame: CBOR sequence of REQUEST / CANCEL envelopes ]
  *           <-  [ frame: CBOR sequence of REPLY / ERROR envelopes ]
  * ```
- * Through a Majordomo broker each frame rides in its own MDP client message instead (see framing.ts).
+ * Through a Majordomo broker frames ride in MDP client messages instead (see framing.ts).
  * There a CANCEL cannot reach the worker: cancelling or timing out ends the call here only, and the
  * worker's `ctx.signal` aborts at the deadline, which travels in the request.
  *
@@ -231,6 +231,7 @@ export class Channel {
       const lost = new RpcError('UNAVAILABLE', `connection to ${this.endpoint} lost; the call may or may not have run`, { connectionLost: true })
       for (const call of [...this.pending.values()]) if (call.sent) call.reject(lost)
     }
+    if (state === 'ready' && !this.wasReady) this.framing.connected?.(this.socket)
     this.wasReady = state === 'ready'
     for (const [id, call] of [...this.pending]) {
       if (call.sent) continue

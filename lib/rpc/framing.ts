@@ -5,14 +5,18 @@
  * ```
  *   direct  ->  [ frame ]                                  <-  [ frame ]
  *   mdp     ->  [ '' ][ 'MDPC01' ][ service ][ frame ]     <-  [ '' ][ 'MDPC01' ][ service ][ frame ]
+ *   mdp     ->  [ '' ][ 'MDPC01' ][ 'mmi.zrpc' ][ 'zrpc/1' ]   <-  [ '' ][ 'MDPC01' ][ 'mmi.zrpc' ][ '200' ]
  * ```
+ * Through a broker, the calls of one turn for one service are joined into one frame only once the
+ * broker has answered `mmi.zrpc` with 200 (a zrpc broker, which splits them); until then, and with
+ * any other broker (the guide's reference answers 501), each call rides in a message of its own.
  */
 import { MDPC01, isHeader } from '../../patterns/majordomo-protocol.js'
 
 /** Where a framing writes: the channel's TransportSocket. */
 export interface FrameWriter {
   push(body: Buffer): boolean
-  pushWithHead(head: readonly Buffer[], body: Buffer): boolean
+  pushWithHead(head: readonly Buffer[], body: Buffer, to?: Buffer, joinable?: boolean): boolean
 }
 
 /** A received message opened: the zrpc frame and, through a broker, the service it says it is from. */
@@ -23,20 +27,22 @@ export interface Unwrapped {
 }
 
 export interface Framing {
-  /** Several envelopes may share one frame (direct only: a broker routes one request per message). */
+  /** Frames may be joined by the socket's send queue at all (each push still says whether this one may). */
   readonly coalesce: boolean
   /** A CANCEL can reach the server. Through MDP/0.1 it cannot: there is no way to address the worker. */
   readonly canCancel: boolean
   /**
-   * Every received message carries exactly one envelope, from the service its call went to (mdp).
-   * A message that breaks this is dropped whole: a broker relays what workers send, and a worker of
-   * another service must not be able to end this client's calls.
+   * Every received message must carry exactly one envelope (a broker not known to check replies).
+   * A message that breaks this is dropped whole: a broker that relays whatever workers send would
+   * otherwise let a worker end several calls with one message.
    */
   readonly oneReplyPerMessage: boolean
   /** Queues one frame for `service`; false if the queue refused it. */
   push(socket: FrameWriter, service: string, frame: Buffer): boolean
-  /** The zrpc frame inside a received message, or undefined if the message has another shape. */
-  unwrap(message: readonly Buffer[]): Unwrapped | undefined
+  /** The connection is (again) up: a framing that must ask its peer something asks here. */
+  connected?(socket: FrameWriter): void
+  /** The zrpc frame inside a received message; undefined if the message has another shape, null if the framing took it. */
+  unwrap(message: readonly Buffer[]): Unwrapped | undefined | null
 }
 
 /** Frames straight to a zrpc server. */
@@ -50,16 +56,47 @@ export const directFraming: Framing = {
 
 const EMPTY = Buffer.alloc(0)
 const HEADER = Buffer.from(MDPC01)
+/** The MMI name a zrpc broker answers 200 (lib/broker/broker.ts MMI_ZRPC). */
+const MMI_ZRPC = 'mmi.zrpc'
+const PROBE_HEAD: readonly Buffer[] = [EMPTY, HEADER, Buffer.from(MMI_ZRPC)]
+const PROBE_BODY = Buffer.from('zrpc/1')
 
-/** Frames as Majordomo (7/MDP) client requests and replies, one request per message. */
-export const mdpFraming: Framing = {
-  coalesce: false,
-  canCancel: false,
-  oneReplyPerMessage: true,
-  push: (socket, service, frame) => socket.pushWithHead([EMPTY, HEADER, Buffer.from(service)], frame),
-  unwrap: (message) => {
-    const [empty, header, service, frame] = message
-    if (message.length !== 4 || empty === undefined || empty.length !== 0 || !isHeader(header, MDPC01)) return undefined
-    return { frame: frame!, service: service!.toString() }
-  },
+/**
+ * Frames as Majordomo (7/MDP) client requests and replies: one call per message until the broker
+ * says it is a zrpc broker, then the calls of one turn for one service joined. One per channel.
+ */
+export function mdpFraming(): Framing {
+  /** `[] MDPC01 <service>` per service: one array per name, so the send queue joins the calls behind it. */
+  const heads = new Map<string, readonly Buffer[]>()
+  let zrpcBroker = false
+  return {
+    coalesce: true,
+    canCancel: false,
+    get oneReplyPerMessage() {
+      return !zrpcBroker
+    },
+    push: (socket, service, frame) => {
+      let head = heads.get(service)
+      if (head === undefined) {
+        head = [EMPTY, HEADER, Buffer.from(service)]
+        heads.set(service, head)
+      }
+      return socket.pushWithHead(head, frame, undefined, zrpcBroker)
+    },
+    connected: (socket) => {
+      // Another broker may be listening now: ask again, and join nothing until it answers.
+      zrpcBroker = false
+      socket.pushWithHead(PROBE_HEAD, PROBE_BODY)
+    },
+    unwrap: (message) => {
+      const [empty, header, service, frame] = message
+      if (message.length !== 4 || empty === undefined || empty.length !== 0 || !isHeader(header, MDPC01)) return undefined
+      const name = service!.toString()
+      if (name === MMI_ZRPC) {
+        zrpcBroker = frame!.toString() === '200'
+        return null
+      }
+      return { frame: frame!, service: name }
+    },
+  }
 }

@@ -82,7 +82,7 @@ export class RpcClient {
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: maxMessageSize }
     // Ids wrap within 32 bits: compact on the wire, and far more than the calls one client has in flight.
     const nextId = (): number => (this.lastId = this.lastId >= 0xffffffff ? 1 : this.lastId + 1)
-    const framing = options.broker !== undefined ? { framing: mdpFraming } : {}
+    const framing = options.broker !== undefined ? { framing: mdpFraming() } : {}
     this.channels = endpoints.map((e) => new Channel(e, nextId, { maxMessageSize, coalesce: options.coalesce ?? true, ...framing }))
   }
 

@@ -11,6 +11,7 @@ import { Dispatcher, type DispatcherStats, type RawHandler } from '../rpc/dispat
 import { Listener, type ListenerStats } from '../rpc/listener.js'
 import { BrokerWorker, type BrokerWorkerOptions, type BrokerWorkerStats } from '../rpc/broker-worker.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
+import { MAX_WORKER_CREDIT } from '../rpc/mdp-frames.js'
 import { atDeadline } from '../rpc/deadline-timer.js'
 import { TRANSPORT_DEFAULTS } from '../transport/options.js'
 import type { ServiceDefinition, ServiceHandlers } from './contract.js'
@@ -50,7 +51,11 @@ export interface RpcServerOptions {
 
 /** How a server attaches to a broker ({@link RpcServer.connectBroker}). */
 export interface ConnectBrokerOptions {
-  /** Requests each service handles at once through this broker: one MDP worker socket each (default 1). */
+  /**
+   * Requests each service handles at once through this broker (default 1, at most 4096): one worker
+   * socket per service declares it as its credit, and a zrpc broker sends up to that many at once. A
+   * plain 7/MDP broker ignores the credit and sends one request at a time.
+   */
   readonly concurrency?: number
   /**
    * Heartbeat interval in ms (default 2500). Best equal to the broker's; if not, each worker answers
@@ -83,7 +88,7 @@ export class RpcServer {
   private listener: Listener | undefined
   private readonly brokerWorkers: BrokerWorker[] = []
   /** Brokers this server serves through, so services implemented later register there too. */
-  private readonly brokers: Array<{ endpoint: string; concurrency: number; options: BrokerWorkerOptions }> = []
+  private readonly brokers: Array<{ endpoint: string; options: BrokerWorkerOptions }> = []
   private readonly services = new Set<string>()
   private readonly limits: CborLimits
   private readonly maxMessageSize: number
@@ -160,7 +165,7 @@ export class RpcServer {
     if (methods === undefined) this.handlers.set(service.name, raws)
     else for (const [method, raw] of raws) methods.set(method, raw)
     this.services.add(service.name)
-    for (const broker of this.brokers) this.startBrokerWorkers(broker.endpoint, service.name, broker.concurrency, broker.options)
+    for (const broker of this.brokers) this.brokerWorkers.push(new BrokerWorker(this.dispatcher, broker.endpoint, service.name, broker.options))
     return this
   }
 
@@ -178,29 +183,28 @@ export class RpcServer {
   }
 
   /**
-   * Registers with a Majordomo broker as a worker for every service implemented, `concurrency`
-   * workers per service (services implemented later register too). Same validation, deadlines and errors as direct calls; a CANCEL cannot
+   * Registers with a Majordomo broker as a worker for every service implemented, one worker socket
+   * per service taking up to `concurrency` requests at once (services implemented later register too). Same validation, deadlines and errors as direct calls; a CANCEL cannot
    * reach a worker through the broker, the handler's signal still aborts at the deadline. The workers
    * re-register by themselves when the broker restarts.
    */
   connectBroker(endpoint: string, options: ConnectBrokerOptions = {}): Promise<void> {
     if (this.closing !== undefined) return Promise.reject(new RpcError('UNAVAILABLE', 'server is closed'))
     const concurrency = options.concurrency ?? 1
-    if (!(Number.isInteger(concurrency) && concurrency >= 1)) return Promise.reject(new TypeError(`concurrency must be a positive integer, got ${concurrency}`))
+    if (!(Number.isInteger(concurrency) && concurrency >= 1 && concurrency <= MAX_WORKER_CREDIT)) {
+      return Promise.reject(new TypeError(`concurrency must be an integer from 1 to ${MAX_WORKER_CREDIT}, got ${concurrency}`))
+    }
     if (this.services.size === 0) return Promise.reject(new TypeError('implement a service before connecting to a broker'))
     const workerOptions = {
       maxMessageSize: this.maxMessageSize,
+      credit: concurrency,
       heartbeatMs: options.heartbeatMs ?? 2500,
       liveness: options.liveness ?? 3,
       ...(options.onWarning !== undefined && { onWarning: options.onWarning }),
     }
-    this.brokers.push({ endpoint, concurrency, options: workerOptions })
-    for (const service of this.services) this.startBrokerWorkers(endpoint, service, concurrency, workerOptions)
+    this.brokers.push({ endpoint, options: workerOptions })
+    for (const service of this.services) this.brokerWorkers.push(new BrokerWorker(this.dispatcher, endpoint, service, workerOptions))
     return Promise.resolve()
-  }
-
-  private startBrokerWorkers(endpoint: string, service: string, concurrency: number, options: BrokerWorkerOptions): void {
-    for (let i = 0; i < concurrency; i++) this.brokerWorkers.push(new BrokerWorker(this.dispatcher, endpoint, service, options))
   }
 
   /**

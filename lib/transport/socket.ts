@@ -100,7 +100,7 @@ export class TransportSocket implements FrameSink {
   ) {
     this.socket = this.open()
     this.queue = new SendQueue(this, {
-      coalesce: options.coalesce ?? false,
+      coalesce: options.coalesce ?? true,
       maxFrameBytes: options.maxFrameBytes ?? TRANSPORT_DEFAULTS.maxFrameBytes,
       maxQueuedBytes: options.maxQueuedBytes ?? TRANSPORT_DEFAULTS.maxQueuedBytes,
       maxParkedBytesPerPeer: options.maxParkedBytesPerPeer ?? TRANSPORT_DEFAULTS.maxParkedBytesPerPeer,

@@ -198,7 +198,7 @@ describe('broker and worker heartbeats that differ', function () {
       broker.onWorkerEvent((e) => events.push(`${e.kind} ${e.reason ?? ''}`))
       const warnings: string[] = []
       const dispatcher = new Dispatcher((service, method) => (service === 'calc' && method === 'add' ? async () => encodeCbor(3) : undefined))
-      const worker = new BrokerWorker(dispatcher, endpoint, 'calc', { maxMessageSize: 1 << 20, heartbeatMs: workerMs, liveness: 3, onWarning: (w) => warnings.push(w) })
+      const worker = new BrokerWorker(dispatcher, endpoint, 'calc', { maxMessageSize: 1 << 20, credit: 1, heartbeatMs: workerMs, liveness: 3, onWarning: (w) => warnings.push(w) })
       const client = new RpcClient({ broker: endpoint, timeoutMs: 3000 })
       try {
         const end = Date.now() + 3500
@@ -229,7 +229,7 @@ describe('BrokerWorker.stopTaking()', function () {
     broker.onWorkerEvent((e) => events.push(`${e.kind} ${e.reason ?? ''}`))
     let started = 0
     const dispatcher = new Dispatcher(() => async () => (started++, await sleep(400), encodeCbor(null)))
-    const worker = new BrokerWorker(dispatcher, endpoint, 'calc', { maxMessageSize: 1 << 20, ...HEARTBEAT })
+    const worker = new BrokerWorker(dispatcher, endpoint, 'calc', { maxMessageSize: 1 << 20, credit: 1, ...HEARTBEAT })
     const client = new RpcClient({ broker: endpoint, timeoutMs: 3000 })
     try {
       await until(() => broker.stats().workers === 1, 5000, 'worker')

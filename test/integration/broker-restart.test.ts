@@ -31,7 +31,7 @@ describe('broker restart', function () {
     const client = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
     const calc = client.service(Calc)
     try {
-      await until(() => broker.stats().services['calc']?.workers === 2, 5000, 'workers registered')
+      await until(() => broker.stats().workerList[0]?.credit === 2, 5000, 'worker registered')
       expect(await calc.add({ a: 1, b: 2 })).to.equal(3)
 
       // Under load: calls in flight when the broker goes end with UNAVAILABLE (or finish first).
@@ -43,7 +43,7 @@ describe('broker restart', function () {
       }
 
       broker = await rebind(endpoint)
-      await until(() => broker.stats().services['calc']?.workers === 2, 10_000, 'workers re-registered')
+      await until(() => broker.stats().workerList[0]?.credit === 2, 10_000, 'worker re-registered')
       // A new call fails fast while the client is still reconnecting (UNAVAILABLE naming the broker).
       await until(() => client.stats[0]!.connected, 5000, 'the client to reconnect')
       expect(await calc.add({ a: 40, b: 2 })).to.equal(42)

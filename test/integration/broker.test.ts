@@ -10,6 +10,10 @@ const HEARTBEAT = { heartbeatMs: 100, liveness: 3 }
 const workersReady = (broker: Broker, service: string, n: number): Promise<void> =>
   until(() => (broker.stats().services[service]?.workers ?? 0) >= n, 5000, `${n} ${service} workers`)
 
+/** Waits until the workers for `service` may take `n` requests at once (their credits add up to `n`). */
+const creditReady = (broker: Broker, service: string, n: number): Promise<void> =>
+  until(() => broker.stats().workerList.reduce((sum, w) => sum + (w.service === service ? w.credit : 0), 0) >= n, 5000, `${n} credits for ${service}`)
+
 for (const transport of TRANSPORTS) describe(`typed calls through the broker over ${transport}`, function () {
   this.timeout(15_000)
   let broker: Broker
@@ -24,7 +28,7 @@ for (const transport of TRANSPORTS) describe(`typed calls through the broker ove
     probe = { aborted: [], started: 0 }
     server = new RpcServer().implement(Calc, calcHandlers(probe))
     await server.connectBroker(endpoint, { ...HEARTBEAT, concurrency: 4 })
-    await workersReady(broker, 'calc', 4)
+    await creditReady(broker, 'calc', 4)
     client = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
   })
   after(async () => {
@@ -119,7 +123,7 @@ describe('a service implemented after connectBroker', function () {
     try {
       await server.connectBroker(endpoint, { ...HEARTBEAT, concurrency: 2 })
       server.implement(Late, { hello: ({ name }) => `hello ${name}` })
-      await workersReady(broker, 'late', 2)
+      await creditReady(broker, 'late', 2)
       expect(await client.service(Late).hello({ name: 'later' })).to.equal('hello later')
       expect(await client.service(Calc).add({ a: 1, b: 1 })).to.equal(2)
     } finally {
@@ -139,14 +143,16 @@ describe('the broker management service', function () {
     const client = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
     try {
       await server.connectBroker(endpoint, { ...HEARTBEAT, concurrency: 2 })
-      await workersReady(broker, 'calc', 2)
+      await workersReady(broker, 'calc', 1)
       const admin = client.service(BrokerAdmin)
       await client.service(Calc).add({ a: 1, b: 1 })
       const before = await admin.services({})
       const calc = before.services.find((s) => s.name === 'calc')
-      expect(calc).to.include({ workers: 2, requests: 1, replies: 1, queued: 0 })
+      expect(calc).to.include({ workers: 1, idle: 1, inFlight: 0, requests: 1, replies: 1, queued: 0 })
+      // One worker socket per service, taking `concurrency` requests at once.
       const calcWorkers = before.workers.filter((w) => w.service === 'calc')
-      expect(calcWorkers).to.have.length(2)
+      expect(calcWorkers).to.have.length(1)
+      expect(calcWorkers[0]).to.include({ credit: 2, holding: 0 })
       expect(await admin.disconnectWorker({ identity: calcWorkers[0]!.identity })).to.equal(true)
       expect(await admin.disconnectWorker({ identity: 'nobody' })).to.equal(false)
       // The worker reconnects as a new worker; the old identity is gone for good.
