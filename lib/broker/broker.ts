@@ -222,7 +222,8 @@ export class Broker {
 
   /** Queues (or answers) envelopes `from` to `to` of a client's frame. */
   private intake(route: Route, frame: Buffer, scan: FrameScan, from: number, to: number): void {
-    const { clientId, service } = route
+    const { clientId, clientKey, service, toWorker } = route
+    const receivedAt = Date.now()
     for (let i = from; i < to; i++) {
       const intake = checkRequest(service, readEnvelope(frame, scan, i))
       if (!intake.ok) {
@@ -237,7 +238,8 @@ export class Broker {
       }
       const start = i === 0 ? 0 : scan.ends[i - 1]!
       const end = scan.ends[i]!
-      const req: QueuedRequest = { ...route, request, frame: start === 0 && end === frame.length ? frame : frame.subarray(start, end), receivedAt: Date.now() }
+      // Spelled out, not spread from the route: a spread here cost a tenth of the broker's time.
+      const req: QueuedRequest = { clientId, clientKey, toWorker, service, request, frame: start === 0 && end === frame.length ? frame : frame.subarray(start, end), receivedAt }
       if (request.timeoutMs === 0) {
         this.late(req)
         continue
