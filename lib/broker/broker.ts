@@ -93,6 +93,8 @@ export const MMI_ZRPC = `${MMI_PREFIX}zrpc`
 const ENVELOPES_PER_TURN = 256
 /** Heads kept per service name and per client; past this a cache starts over. */
 const MAX_CACHED_HEADS = 1024
+/** Clients remembered as taking joined answers; past this the set starts over (they get one answer per message until they ask again). */
+const MAX_JOINERS = 100_000
 
 /** Where the requests of one client message come from and go back to. */
 interface Route {
@@ -114,6 +116,8 @@ export class Broker {
   private readonly requestExpiryMs: number
   /** `[] MDPC01 <service>` per service: one array per name, so answers to one client join. */
   private readonly clientHeads = new Map<string, readonly Buffer[]>()
+  /** Clients (routing ids in latin1) that asked mmi.zrpc: only they get several answers in one message. */
+  private readonly joiners = new Set<string>()
   /** `[] MDPW01 0x02 <client> []` per client: one array per client, so its requests for one worker in a turn join. */
   private readonly workerHeads = new Map<string, readonly Buffer[]>()
   private heartbeatTimer: NodeJS.Timeout | undefined
@@ -273,7 +277,11 @@ export class Broker {
     if (service === `${MMI_PREFIX}service`) {
       const name = body.at(-1)?.toString() ?? ''
       code = name === ADMIN || this.workers.live(name) > 0 ? '200' : '404'
-    } else if (service === MMI_ZRPC) code = '200'
+    } else if (service === MMI_ZRPC) {
+      code = '200'
+      if (this.joiners.size >= MAX_JOINERS) this.joiners.clear()
+      this.joiners.add(clientId.toString('latin1'))
+    }
     // As the reference: the last body frame is replaced by the code.
     this.socket.pushWithHead(clientHead(service, body.slice(0, -1)), Buffer.from(code), clientId)
   }
@@ -351,12 +359,14 @@ export class Broker {
     }
     if (good.length === 0) return
     this.counters.service(worker.service).replies += good.length
-    if (good.length === scan.ends.length) this.socket.pushWithHead(worker.replyHead, frame!, clientId, true)
-    else for (const envelope of good) this.socket.pushWithHead(worker.replyHead, envelope, clientId, true)
+    const joins = this.joiners.has(clientKey)
+    if (joins && good.length === scan.ends.length) this.socket.pushWithHead(worker.replyHead, frame!, clientId, true)
+    else for (const envelope of good) this.socket.pushWithHead(worker.replyHead, envelope, clientId, joins)
   }
 
   private onPeer(id: Buffer, event: 'connected' | 'disconnected'): void {
     if (event !== 'disconnected') return
+    this.joiners.delete(id.toString('latin1'))
     const worker = this.workers.get(id.toString('hex'))
     // Its connection is gone: whatever it held cannot be answered, so say so now rather than after the liveness window.
     if (worker !== undefined) this.removeWorker(worker, 'disconnected', false)
@@ -442,8 +452,9 @@ export class Broker {
     this.toClient(clientId, service, encodeError(id, code, message, details))
   }
 
+  /** One answer to a client: joined with others in its turn only for a client that asked mmi.zrpc. */
   private toClient(clientId: Buffer, service: string, frame: Buffer): void {
-    this.socket.pushWithHead(this.clientHead(service), frame, clientId, true)
+    this.socket.pushWithHead(this.clientHead(service), frame, clientId, this.joiners.has(clientId.toString('latin1')))
   }
 
   private clientHead(service: string): readonly Buffer[] {
