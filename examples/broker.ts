@@ -9,7 +9,7 @@ const broker = new Broker({ heartbeatMs: 2500, liveness: 3, maxQueuePerService: 
 const [ep] = await broker.bind('tcp://127.0.0.1:*') // or run one: npx zrpc broker --bind tcp://127.0.0.1:5555
 
 const server = new RpcServer().implement(Calc, { add: ({ a, b }) => a + b })
-await server.connectBroker(ep!, { concurrency: 8 }) // 8 Majordomo workers for each implemented service
+await server.connectBroker(ep!, { concurrency: 8 }) // each service takes up to 8 calls at once
 
 const client = new RpcClient({ broker: ep! })
 console.log('2 + 3 =', await client.service(Calc).add({ a: 2, b: 3 }))
