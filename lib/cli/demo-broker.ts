@@ -32,7 +32,7 @@ export async function runBrokerDemo(print: (line: string) => void): Promise<{ pe
   const client = new RpcClient({ broker: endpoint!, timeoutMs: 5000 })
   try {
     for (const server of servers) await server.connectBroker(endpoint!, { ...HEARTBEAT, concurrency: 2 })
-    while ((broker.stats().services['shop']?.workers ?? 0) < WORKERS * 2) await new Promise((resolve) => setTimeout(resolve, 10))
+    while ((broker.stats().services['shop']?.workers ?? 0) < WORKERS) await new Promise((resolve) => setTimeout(resolve, 10))
     print(`broker: ${WORKERS} workers joined shop, 2 requests at a time each`)
     const shop = client.service(Shop)
     const started = performance.now()
