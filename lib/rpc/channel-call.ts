@@ -10,11 +10,15 @@
  * ```
  */
 import type { RpcError } from '../errors.js'
-import type { Metadata } from '../codec/envelope.js'
+import { writeRequest, type Metadata } from '../codec/envelope.js'
+import type { LazyBody } from '../transport/send-queue.js'
 import type { ReplyTarget } from './channel-replies.js'
 
-/** A call on its way through one channel; subclasses decide what its outcome means. */
-export abstract class ChannelCall implements ReplyTarget {
+/**
+ * A call on its way through one channel; subclasses decide what its outcome means. Without metadata
+ * it is also its own REQUEST envelope, written straight into the frame that carries it (LazyBody).
+ */
+export abstract class ChannelCall implements ReplyTarget, LazyBody {
   /** Its id on the channel it was last given to. */
   id = 0
   /** Written to the socket; false while the call waits for a connection. */
@@ -25,6 +29,11 @@ export abstract class ChannelCall implements ReplyTarget {
   onAbort: (() => void) | undefined = undefined
   /** Set by the channel while the call is in its table. */
   ender: { end(call: ChannelCall): void } | undefined = undefined
+  /** The REQUEST as the channel wrote it: budget in it, UTF-8 lengths of the names, its size. */
+  timeoutMs = 0
+  serviceBytes = 0
+  methodBytes = 0
+  byteLength = 0
 
   constructor(
     readonly service: string,
@@ -42,6 +51,11 @@ export abstract class ChannelCall implements ReplyTarget {
   abstract succeeded(result: Uint8Array): void
   /** The call ended without a reply (error, deadline, signal, lost connection, close): the channel has let go of it. */
   abstract failed(err: RpcError): void
+
+  /** Writes the REQUEST envelope (no metadata) the channel sized in `byteLength`. */
+  writeTo(out: Buffer, pos: number): number {
+    return writeRequest(out, pos, this.id, this.service, this.serviceBytes, this.method, this.methodBytes, this.timeoutMs, this.params)
+  }
 
   /** Ends the call with its result (called by the channel's receive side). */
   resolve(result: Uint8Array): void {

@@ -25,7 +25,8 @@
  */
 import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
-import { MAX_ID, encodeCancel, encodeRequest, type Metadata } from '../codec/envelope.js'
+import { MAX_ID, encodeCancel, encodeRequest, requestSize } from '../codec/envelope.js'
+import type { Body } from '../transport/send-queue.js'
 import { TransportSocket, type ConnectionState } from '../transport/socket.js'
 import { DeadlineWheel } from './deadline-timer.js'
 import { directFraming, type Framing } from './framing.js'
@@ -77,6 +78,10 @@ export class Channel {
   private readonly counters: ChannelCounters = { calls: 0, lateReplies: 0, malformed: 0, unknownKinds: 0, misrouted: 0, connectionsLost: 0, failedFast: 0 }
   private readonly replies: ReplyContext
   private readonly deadlines = new DeadlineWheel<ChannelCall>((call) => this.expire(call), DEADLINE_TICK_MS)
+  private lastService = ''
+  private lastServiceBytes = 0
+  private lastMethod = ''
+  private lastMethodBytes = 0
 
   /** `endpoint` must have passed checkEndpoint: the socket layer checks it again, but the client does first. */
   constructor(
@@ -128,7 +133,7 @@ export class Channel {
     if (signal?.aborted === true) return call.failed(new RpcError('CANCELLED', 'call cancelled before it was sent'))
     const id = this.nextId()
     const left = call.deadline - Date.now()
-    const frame = this.encode(id, call.service, call.method, call.params, left, call.metadata)
+    const frame = this.encode(call, id, left)
     if (frame instanceof RpcError) return call.failed(frame)
     const state = this.socket.state
     if (state === 'failing' && !call.waitForReady) {
@@ -195,18 +200,32 @@ export class Channel {
     for (const [id, call] of calls) if (this.pending.get(id) === call) call.reject(new RpcError('CANCELLED', 'client closed'))
   }
 
-  /** The REQUEST frame with the budget left now, or the error that keeps it from being sent. */
-  private encode(id: number, service: string, method: string, params: Uint8Array, left: number, metadata: Metadata | undefined): Buffer | RpcError {
+  /**
+   * The REQUEST with the budget left now, or the error that keeps it from being sent. Without
+   * metadata the call itself is the envelope, written into the outgoing frame when it leaves.
+   */
+  private encode(call: ChannelCall, id: number, left: number): Body | RpcError {
     const remaining = Math.min(MAX_ID, Math.ceil(left))
     if (remaining <= 0) return new RpcError('DEADLINE_EXCEEDED', 'deadline passed before the call was sent', { notStarted: true })
-    const frame = encodeRequest(id, service, method, remaining, metadata ?? null, params)
-    if (frame.length > this.options.maxMessageSize) {
-      return new RpcError('RESOURCE_EXHAUSTED', `request of ${frame.length} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
+    const { service, method, params, metadata } = call
+    let frame: Body
+    if (metadata === undefined) {
+      // The names of a burst are mostly the same: remember the last ones' lengths.
+      if (service !== this.lastService) this.lastServiceBytes = Buffer.byteLength((this.lastService = service))
+      if (method !== this.lastMethod) this.lastMethodBytes = Buffer.byteLength((this.lastMethod = method))
+      call.timeoutMs = remaining
+      call.serviceBytes = this.lastServiceBytes
+      call.methodBytes = this.lastMethodBytes
+      call.byteLength = requestSize(id, call.serviceBytes, call.methodBytes, remaining, params.length)
+      frame = call
+    } else frame = encodeRequest(id, service, method, remaining, metadata, params)
+    if (frame.byteLength > this.options.maxMessageSize) {
+      return new RpcError('RESOURCE_EXHAUSTED', `request of ${frame.byteLength} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
     }
     return frame
   }
 
-  private send(call: ChannelCall, frame: Buffer): void {
+  private send(call: ChannelCall, frame: Body): void {
     if (this.framing.push(this.socket, call.service, frame)) call.sent = true
     else call.reject(new RpcError('RESOURCE_EXHAUSTED', `send queue to ${this.endpoint} is full`, { notStarted: true }))
   }
@@ -236,7 +255,7 @@ export class Channel {
     for (const [id, call] of [...this.pending]) {
       if (call.sent) continue
       if (state === 'ready') {
-        const frame = this.encode(id, call.service, call.method, call.params, call.deadline - Date.now(), call.metadata)
+        const frame = this.encode(call, id, call.deadline - Date.now())
         if (frame instanceof RpcError) call.reject(frame)
         else this.send(call, frame)
       } else if (state === 'failing' && !call.waitForReady) {

@@ -12,11 +12,12 @@
  * any other broker (the guide's reference answers 501), each call rides in a message of its own.
  */
 import { MDPC01, isHeader } from '../../patterns/majordomo-protocol.js'
+import type { Body } from '../transport/send-queue.js'
 
 /** Where a framing writes: the channel's TransportSocket. */
 export interface FrameWriter {
-  push(body: Buffer): boolean
-  pushWithHead(head: readonly Buffer[], body: Buffer, to?: Buffer, joinable?: boolean): boolean
+  push(body: Body): boolean
+  pushWithHead(head: readonly Buffer[], body: Body, to?: Buffer, joinable?: boolean): boolean
 }
 
 /** A received message opened: the zrpc frame and, through a broker, the service it says it is from. */
@@ -37,8 +38,8 @@ export interface Framing {
    * otherwise let a worker end several calls with one message.
    */
   readonly oneReplyPerMessage: boolean
-  /** Queues one frame for `service`; false if the queue refused it. */
-  push(socket: FrameWriter, service: string, frame: Buffer): boolean
+  /** Queues one frame (or an envelope written when it leaves) for `service`; false if the queue refused it. */
+  push(socket: FrameWriter, service: string, frame: Body): boolean
   /** The connection is (again) up: a framing that must ask its peer something asks here. */
   connected?(socket: FrameWriter): void
   /** The zrpc frame inside a received message; undefined if the message has another shape, null if the framing took it. */

@@ -18,6 +18,20 @@
  * write to it again. zeromq.js does not copy frames over 128 bytes until its I/O thread sent them.
  */
 
+/**
+ * A body written straight into the frame it leaves in, instead of a Buffer made for it up front:
+ * a sender that joins many small envelopes saves a Buffer and a copy per envelope.
+ */
+export interface LazyBody {
+  /** Bytes {@link LazyBody.writeTo} writes. */
+  readonly byteLength: number
+  /** Writes the body at `pos` of `out` (which has `byteLength` bytes free there) and returns the position after it. */
+  writeTo(out: Buffer, pos: number): number
+}
+
+/** What a message carries after its head: bytes, or bytes still to be written. */
+export type Body = Buffer | LazyBody
+
 /** The part of a zeromq.js socket the queue needs. */
 export interface FrameSink {
   send(message: Buffer | Buffer[]): Promise<void>
@@ -47,7 +61,7 @@ export interface SendQueueOptions {
 interface Outgoing {
   /** ROUTER routing id, or undefined on a socket that has one peer per message (DEALER). */
   readonly to: Buffer | undefined
-  readonly body: Buffer
+  readonly body: Body
   /** Frames sent between the routing id and the body (a Majordomo envelope). */
   readonly head?: readonly Buffer[] | undefined
   /** The body is a zrpc frame that may be joined with others for the same peer and the same `head` array. */
@@ -110,7 +124,7 @@ export class SendQueue {
   }
 
   /** Queues one zrpc frame for `to` (a routing id) or for the socket's peer. False if the queue is full or the socket closed. */
-  push(body: Buffer, to?: Buffer): boolean {
+  push(body: Body, to?: Buffer): boolean {
     return this.enqueue({ to, body, joinable: true })
   }
 
@@ -120,7 +134,7 @@ export class SendQueue {
    * same peer behind the very same `head` array (callers reuse one array per route); otherwise the
    * message goes out alone, and the peer's messages queued after it stay after it.
    */
-  pushWithHead(head: readonly Buffer[], body: Buffer, to?: Buffer, joinable = false): boolean {
+  pushWithHead(head: readonly Buffer[], body: Body, to?: Buffer, joinable = false): boolean {
     return this.enqueue({ to, body, head, joinable })
   }
 
@@ -339,7 +353,7 @@ export class SendQueue {
       let from = 0
       let runBytes = 0
       for (let i = 0; i < bodies.length; i++) {
-        const length = bodies[i]!.length
+        const length = bodies[i]!.byteLength
         if (i > from && runBytes + length > this.maxFrameBytes) {
           out.push({ to: first.to, head: first.head, body: joined(bodies, from, i, runBytes), joinable: true })
           from = i
@@ -361,30 +375,41 @@ interface Peer {
 /** Messages sent as one: a joinable run (`bodies`), or one message alone (`bodies` undefined). */
 interface Group {
   readonly first: Outgoing
-  readonly bodies: Buffer[] | undefined
+  readonly bodies: Body[] | undefined
 }
 
-/** `bodies[from..to)` as one Buffer of `bytes` bytes (the body itself when there is one). */
-function joined(bodies: Buffer[], from: number, to: number, bytes: number): Buffer {
-  if (to - from === 1) return bodies[from]!
+/** `bodies[from..to)` written into one Buffer of `bytes` bytes (a Buffer body itself when it is alone). */
+function joined(bodies: Body[], from: number, to: number, bytes: number): Buffer {
+  if (to - from === 1) return bytesOf(bodies[from]!)
   const out = Buffer.allocUnsafe(bytes)
   let pos = 0
   for (let i = from; i < to; i++) {
     const body = bodies[i]!
-    out.set(body, pos)
-    pos += body.length
+    if (body instanceof Uint8Array) {
+      out.set(body, pos)
+      pos += body.length
+    } else pos = body.writeTo(out, pos)
   }
   return out
 }
 
+/** A body as bytes: a lazy one is written into a Buffer of its own. */
+function bytesOf(body: Body): Buffer {
+  if (body instanceof Uint8Array) return body
+  const out = Buffer.allocUnsafe(body.byteLength)
+  body.writeTo(out, 0)
+  return out
+}
+
 function size(message: Outgoing): number {
-  let n = message.body.length
+  let n = message.body.byteLength
   if (message.head !== undefined) for (const h of message.head) n += h.length
   return n
 }
 
 function frames(message: Outgoing): Buffer | Buffer[] {
-  const { to, body, head } = message
+  const { to, head } = message
+  const body = bytesOf(message.body)
   if (head !== undefined) return [...(to === undefined ? [] : [to]), ...head, body]
   return to === undefined ? body : [to, body]
 }

@@ -20,7 +20,7 @@
 import { Dealer, Router, Subscriber, XPublisher, XSubscriber } from 'zeromq'
 import { checkEndpoint } from './endpoint.js'
 import { TRANSPORT_DEFAULTS, zmqOptions, type TransportOptions } from './options.js'
-import { SendQueue, type FrameSink, type SendQueueCounters } from './send-queue.js'
+import { SendQueue, type Body, type FrameSink, type SendQueueCounters } from './send-queue.js'
 
 export type SocketType = 'router' | 'dealer' | 'xpub' | 'xsub' | 'sub'
 
@@ -149,7 +149,7 @@ export class TransportSocket implements FrameSink {
   }
 
   /** Queues a body for the peer (DEALER, XSUB), or for routing id `to` (ROUTER). False when refused (full or closed). */
-  push(body: Buffer, to?: Buffer): boolean {
+  push(body: Body, to?: Buffer): boolean {
     return this.queue.push(body, to)
   }
 
@@ -157,7 +157,7 @@ export class TransportSocket implements FrameSink {
    * Queues `head` frames then `body` as one message. With `joinable` the body is a zrpc frame that may
    * be joined with others for the same peer behind the same `head` array (see SendQueue.pushWithHead).
    */
-  pushWithHead(head: readonly Buffer[], body: Buffer, to?: Buffer, joinable = false): boolean {
+  pushWithHead(head: readonly Buffer[], body: Body, to?: Buffer, joinable = false): boolean {
     return this.queue.pushWithHead(head, body, to, joinable)
   }
 
