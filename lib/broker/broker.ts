@@ -30,6 +30,7 @@ import type { StatusCode } from '../errors.js'
 import type { Dispatcher } from '../rpc/dispatcher.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
 import { addressedHead, clientHead, commandFrames, readCredit } from '../rpc/mdp-frames.js'
+import type { Body } from '../transport/send-queue.js'
 import { TransportSocket } from '../transport/socket.js'
 import { BrokerAdmin } from './admin.js'
 import { adminDispatcher } from './admin-service.js'
@@ -453,7 +454,7 @@ export class Broker {
   }
 
   /** One answer to a client: joined with others in its turn only for a client that asked mmi.zrpc. */
-  private toClient(clientId: Buffer, service: string, frame: Buffer): void {
+  private toClient(clientId: Buffer, service: string, frame: Body): void {
     this.socket.pushWithHead(this.clientHead(service), frame, clientId, this.joiners.has(clientId.toString('latin1')))
   }
 

@@ -92,3 +92,27 @@ export function writeReply(out: Buffer, pos: number, id: number, result: Uint8Ar
   out.set(result, at)
   return at + result.length
 }
+
+/**
+ * A REPLY written straight into the frame that carries it (the shape of the send queue's LazyBody),
+ * so a server answering many calls in one frame makes no Buffer and no copy per reply.
+ *
+ * @example
+ * ```ts
+ * socket.push(new LazyReply(id, result), peer)
+ * ```
+ */
+export class LazyReply {
+  readonly byteLength: number
+
+  constructor(
+    readonly id: number,
+    readonly result: Uint8Array,
+  ) {
+    this.byteLength = replySize(id, result.length)
+  }
+
+  writeTo(out: Buffer, pos: number): number {
+    return writeReply(out, pos, this.id, this.result)
+  }
+}

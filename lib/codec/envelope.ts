@@ -28,7 +28,7 @@ import { capText, describe } from './envelope-text.js'
 
 export { ENVELOPE_LIMITS, MAX_JOINED_FRAME_BYTES, MIN_MAX_MESSAGE_SIZE, checkMetadata, type EnvelopeLimits } from './envelope-limits.js'
 export { MAX_PEER_TEXT } from './envelope-text.js'
-export { replySize, requestSize, writeReply, writeRequest } from './envelope-write.js'
+export { LazyReply, replySize, requestSize, writeReply, writeRequest } from './envelope-write.js'
 
 export const PROTOCOL_VERSION = 1
 

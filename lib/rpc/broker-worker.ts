@@ -20,6 +20,7 @@
 import { Command, parseWorkerMessage } from '../../patterns/majordomo-protocol.js'
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
 import { Kind, encodeError, readEnvelope, scanFrame } from '../codec/envelope.js'
+import type { Body } from '../transport/send-queue.js'
 import { TransportSocket } from '../transport/socket.js'
 import { DeadlineWheel } from './deadline-timer.js'
 import type { Dispatcher } from './dispatcher.js'
@@ -236,8 +237,8 @@ export class BrokerWorker {
       this.stats.holding = this.held.size
       this.deadlines.add(held.deadline, held)
       this.dispatcher.handle(env, route.peer, (out, id) => {
-        if (out.length > this.options.maxMessageSize) {
-          out = encodeError(id, 'RESOURCE_EXHAUSTED', `reply of ${out.length} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
+        if (out.byteLength > this.options.maxMessageSize) {
+          out = encodeError(id, 'RESOURCE_EXHAUSTED', `reply of ${out.byteLength} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
         }
         this.answer(held, out)
       })
@@ -245,7 +246,7 @@ export class BrokerWorker {
   }
 
   /** Sends the one answer to a held request; later ones (the dispatcher after the deadline) are dropped. */
-  private answer(held: Held, out: Buffer): void {
+  private answer(held: Held, out: Body): void {
     if (held.answered) return
     held.answered = true
     this.held.delete(held)
@@ -256,7 +257,7 @@ export class BrokerWorker {
     if (held.route.socket === this.socket) this.reply(held.route, out)
   }
 
-  private reply(route: Route, out: Buffer): void {
+  private reply(route: Route, out: Body): void {
     route.socket.pushWithHead(route.head, out, undefined, true)
   }
 

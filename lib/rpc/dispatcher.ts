@@ -16,7 +16,8 @@
  * details `{ notStarted: true }`: the caller may retry it anywhere.
  */
 import { RpcError, type StatusCode } from '../errors.js'
-import { encodeError, encodeReply, type RequestEnvelope } from '../codec/envelope.js'
+import { LazyReply, encodeError, type RequestEnvelope } from '../codec/envelope.js'
+import type { Body } from '../transport/send-queue.js'
 import { atDeadline } from './deadline-timer.js'
 import { CallDeadlines } from './dispatch-deadlines.js'
 import { ActiveCall, PeerCalls, QUEUED_CALL_OVERHEAD_BYTES, type CallContext, type ReplyFn } from './peer-calls.js'
@@ -277,10 +278,11 @@ export class Dispatcher {
     } catch (err) {
       return this.settle(call, this.errorFrame(call, err))
     }
-    if (result instanceof Uint8Array) return this.settle(call, encodeReply(call.id, result), true)
+    // The reply is written into the outgoing frame when it leaves: no Buffer per reply.
+    if (result instanceof Uint8Array) return this.settle(call, new LazyReply(call.id, result), true)
     if (!call.inLive) call.peer.enter(call)
     result.then(
-      (bytes) => this.settle(call, encodeReply(call.id, bytes), true),
+      (bytes) => this.settle(call, new LazyReply(call.id, bytes), true),
       (err: unknown) => this.settle(call, this.errorFrame(call, err)),
     )
   }
@@ -297,7 +299,7 @@ export class Dispatcher {
     return encodeError(call.id, 'INTERNAL', `internal error in ${call.service}.${call.method}`)
   }
 
-  private settle(call: ActiveCall, frame: Buffer, ok = false): void {
+  private settle(call: ActiveCall, frame: Body, ok = false): void {
     this.running--
     call.peer.running--
     if (call.ended) this.counters.late++
@@ -336,7 +338,7 @@ export class Dispatcher {
     call.peer.forget(call)
   }
 
-  private finish(call: ActiveCall, frame: Buffer, ok = false): void {
+  private finish(call: ActiveCall, frame: Body, ok = false): void {
     if (call.ended) return
     this.end(call)
     if (ok) this.counters.completed++

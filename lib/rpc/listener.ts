@@ -157,9 +157,9 @@ export class Listener {
     const peer = this.peerOf(received)
     const from = peer.routingId
     const reply: ReplyFn = (out, id) => {
-      if (out.length > this.options.maxMessageSize) {
+      if (out.byteLength > this.options.maxMessageSize) {
         this.counters.oversizedReplies++
-        out = encodeError(id, 'RESOURCE_EXHAUSTED', `reply of ${out.length} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
+        out = encodeError(id, 'RESOURCE_EXHAUSTED', `reply of ${out.byteLength} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
       }
       this.socket.push(out, from)
     }

@@ -13,6 +13,7 @@
  */
 import { RpcError } from '../errors.js'
 import type { Metadata, RequestEnvelope } from '../codec/envelope.js'
+import type { Body } from '../transport/send-queue.js'
 import type { CallDeadlines } from './dispatch-deadlines.js'
 import type { PeerKey, RawHandler } from './dispatcher.js'
 
@@ -28,8 +29,8 @@ export interface CallContext {
   readonly method: string
 }
 
-/** Sends an encoded envelope back to the caller; `id` is the call's, for transports that check sizes. */
-export type ReplyFn = (frame: Buffer, id: number) => void
+/** Sends an envelope (bytes, or written when it leaves) back to the caller; `id` is the call's, for transports that check sizes. */
+export type ReplyFn = (frame: Body, id: number) => void
 
 /** Bytes charged to a queued call on top of its params: the envelope, the call object, its closures. */
 export const QUEUED_CALL_OVERHEAD_BYTES = 512

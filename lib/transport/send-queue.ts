@@ -394,7 +394,7 @@ function joined(bodies: Body[], from: number, to: number, bytes: number): Buffer
 }
 
 /** A body as bytes: a lazy one is written into a Buffer of its own. */
-function bytesOf(body: Body): Buffer {
+export function bytesOf(body: Body): Buffer {
   if (body instanceof Uint8Array) return body
   const out = Buffer.allocUnsafe(body.byteLength)
   body.writeTo(out, 0)

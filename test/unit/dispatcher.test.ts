@@ -2,6 +2,7 @@ import { expect } from 'chai'
 import { RpcError } from '../../lib/errors.js'
 import { Kind, parseFrame, type RequestEnvelope } from '../../lib/codec/envelope.js'
 import { Dispatcher, type CallContext, type DispatcherOptions, type RawHandler } from '../../lib/rpc/dispatcher.js'
+import { bytesOf } from '../../lib/transport/send-queue.js'
 import { sleep, until } from '../helpers/endpoints.js'
 
 /** A dispatcher whose one method waits until the test releases it; answers are recorded per peer. */
@@ -24,7 +25,7 @@ function harness(options: DispatcherOptions = {}) {
       params: opts.params ?? new Uint8Array([0xa0]),
     }
     dispatcher.handle(request, peer, (frame) => {
-      for (const env of parseFrame(frame)) {
+      for (const env of parseFrame(bytesOf(frame))) {
         if (env.kind === Kind.Reply) answers.push({ peer, id: env.id, kind: env.kind })
         else if (env.kind === Kind.Error) answers.push({ peer, id: env.id, kind: env.kind, code: env.code, details: env.details })
       }
