@@ -9,7 +9,7 @@
  *
  *   npm run bench -- soak                    # 2 million calls, writes benchmarks/results/soak.md
  *   node dist/benchmarks/run.js soak --quick # 50 000 calls, writes nothing
- *   node dist/benchmarks/run.js soak --calls=500000
+ *   node dist/benchmarks/run.js soak --calls=500000   # prints only; --write to keep it, --no-write for a full run
  */
 import { writeFile } from 'node:fs/promises'
 import { setFlagsFromString } from 'node:v8'
@@ -104,7 +104,9 @@ export async function main(argv: readonly string[] = [], machine?: MachineInfo):
     const result: SoakResult = { calls, seconds, measured: calls - warmup, afterWarmup, atEnd, bytesPerCallInFlight, failures }
     const table = render(result, machine)
     console.log(table)
-    if (!quick) {
+    // Only a full-length run stands for the record: --calls or --quick runs print, and write only with --write.
+    const write = argv.includes('--write') || (!quick && callsFlag === undefined && !argv.includes('--no-write'))
+    if (write) {
       const file = new URL('../../benchmarks/results/soak.md', import.meta.url)
       await writeFile(file, table)
       console.log(`I: wrote ${file.pathname}`)
