@@ -328,7 +328,7 @@ async function measureAll(o: BrokerBenchOptions, print: (line: string) => void):
   const phaseCount = o.payloads.length * (o.windows.length * (1 + 3 * o.workers.length) + o.concurrencies.length)
   print(
     `I: broker: workers ${o.workers.join(',')}; in flight ${o.windows.join(',')}; payloads ${o.payloads.map(formatBytes).join(', ')}; ` +
-      `${phaseCount} phases of ${o.warmupMs} + ${o.measureMs} ms`,
+      `${phaseCount} phases of ${o.warmupMs} + ${o.measureMs} ms (~${Math.ceil((phaseCount * (o.warmupMs + o.measureMs)) / 1000)} s, plus starting workers)`,
   )
   const rows: BrokerBenchRow[] = []
   const onRow = (row: BrokerBenchRow): void => {

@@ -102,7 +102,7 @@ export function brokerMarkdown(results: BrokerResults): string {
     '',
     `Method: closed loop, echo calls; per phase ${o.warmupMs} ms warm-up + ${o.measureMs} ms measured; one run. ` +
       `Workers are separate processes (${o.credits} requests at once each for raw-credit and zrpc-broker); brokers and callers run in one process. ` +
-      'Ratios are calls/s over the baseline\'s in the same run.',
+      'Ratios are calls/s over the baseline\'s in the same run. Latencies in µs, from 10 ms on in ms.',
     '',
     brokerTable(results.rows),
     '',
