@@ -176,11 +176,16 @@ export async function measureSystems(
         await runPhase(client.caller(plan.payloads[0] ?? 64), { window: 16, warmupMs: plan.initialWarmupMs, measureMs: 1 })
       }
     }
+    // Which system stalled is the first thing to know when a phase never ends.
+    const phase = (system: SystemId, mode: Mode, payload: number, call: () => Promise<void>): Promise<PhaseResult> =>
+      runPhase(call, { window: MODES[mode], warmupMs: plan.warmupMs, measureMs: plan.measureMs }).catch((err: unknown) => {
+        throw new Error(`${system}, ${mode}, ${formatBytes(payload)}: ${err instanceof Error ? err.message : String(err)}`)
+      })
     for (const payload of plan.payloads) {
       const calls = clients.map(([system, client]) => [system, client.caller(payload)] as const)
       for (const mode of plan.modes) {
         for (const [system, call] of calls) {
-          const result = await runPhase(call, { window: MODES[mode], warmupMs: plan.warmupMs, measureMs: plan.measureMs })
+          const result = await phase(system, mode, payload, call)
           const record: PhaseRecord = { system, mode, payload, run, ...result }
           records.push(record)
           onPhase?.(record)
