@@ -65,8 +65,22 @@ export interface TransportCounters {
   disconnects: number
   /** Sockets replaced after a connection died without a retry. */
   recoveries: number
+  /**
+   * Receives that the watchdog ended (see RECEIVE_WATCHDOG_MS) and found a message waiting:
+   * zeromq.js had missed that the socket became readable. Each one was a stall of up to that long.
+   */
+  missedWakeups: number
   readonly send: SendQueueCounters
 }
+
+/**
+ * zeromq.js 6 can miss that a socket became readable: when one poll event both completes a send
+ * that waited for the high-water mark and makes messages arrive, it checks readability before the
+ * send and not after, so a pending receive waits for an event that never comes (seen here as calls
+ * stuck with the DEALER reporting `readable`). Every receive therefore has this timeout: past it
+ * zeromq.js tries the read anyway, and the loop simply receives again when there was nothing.
+ */
+export const RECEIVE_WATCHDOG_MS = 250
 
 // ZMQ_ROUTER_NOTIFY (a draft option that the bundled libzmq has): connect and disconnect notices.
 const ZMQ_ROUTER_NOTIFY = 97
@@ -107,7 +121,7 @@ export class TransportSocket implements FrameSink {
       parkSlowPeers: options.type === 'router',
       onError: (err) => this.report(err),
     })
-    this.counters = { received: 0, receivedBytes: 0, errors: 0, connects: 0, disconnects: 0, recoveries: 0, send: this.queue.counters }
+    this.counters = { received: 0, receivedBytes: 0, errors: 0, connects: 0, disconnects: 0, recoveries: 0, missedWakeups: 0, send: this.queue.counters }
   }
 
   /** The connection state (meaningful on connecting sockets) and the last reason it changed. */
@@ -192,7 +206,7 @@ export class TransportSocket implements FrameSink {
 
   private open(): Socket {
     const bound = this.options.type === 'router' || this.options.type === 'xpub'
-    const base = { ...zmqOptions(this.options, bound, this.options.type !== 'sub'), ...this.options.socketOptions }
+    const base = { ...zmqOptions(this.options, bound, this.options.type !== 'sub'), receiveTimeout: RECEIVE_WATCHDOG_MS, ...this.options.socketOptions }
     let socket: Socket
     switch (this.options.type) {
       case 'router':
@@ -290,30 +304,37 @@ export class TransportSocket implements FrameSink {
 
   private async receive(socket: Socket): Promise<void> {
     const notify = this.options.type === 'router' && this.options.notifyPeers === true
-    try {
-      for await (const message of socket as unknown as AsyncIterable<Buffer[]>) {
-        if (socket !== this.socket) break
-        if (notify) {
-          if (message.length === 2 && message[1]!.length === 0) {
-            this.onNotice(message[0]!)
-            continue
-          }
-          // A peer can send an empty message itself, which reads as a notice (there is no telling
-          // them apart): it only ends its own calls. Whatever it sends next shows it is still here.
-          const id = message[0]
-          if (id !== undefined && !this.peers.has(id.toString('latin1'))) this.onNotice(id)
-        }
-        this.counters.received++
-        for (const frame of message) this.counters.receivedBytes += frame.length
-        try {
-          const pending = this.handlers.onMessage(message)
-          if (pending !== undefined) await pending
-        } catch (err) {
-          this.report(err)
-        }
+    while (!socket.closed && socket === this.socket) {
+      let message: Buffer[]
+      const asked = performance.now()
+      try {
+        message = (await socket.receive()) as Buffer[]
+      } catch (err) {
+        // The watchdog's timeout with nothing to read: ask again. Anything else ends the loop.
+        if ((err as { code?: unknown }).code === 'EAGAIN' && !socket.closed) continue
+        if (!socket.closed && socket === this.socket) this.report(err)
+        return
       }
-    } catch (err) {
-      if (!socket.closed && socket === this.socket) this.report(err)
+      if (socket !== this.socket) return
+      if (performance.now() - asked >= RECEIVE_WATCHDOG_MS) this.counters.missedWakeups++
+      if (notify) {
+        if (message.length === 2 && message[1]!.length === 0) {
+          this.onNotice(message[0]!)
+          continue
+        }
+        // A peer can send an empty message itself, which reads as a notice (there is no telling
+        // them apart): it only ends its own calls. Whatever it sends next shows it is still here.
+        const id = message[0]
+        if (id !== undefined && !this.peers.has(id.toString('latin1'))) this.onNotice(id)
+      }
+      this.counters.received++
+      for (const frame of message) this.counters.receivedBytes += frame.length
+      try {
+        const pending = this.handlers.onMessage(message)
+        if (pending !== undefined) await pending
+      } catch (err) {
+        this.report(err)
+      }
     }
   }
 

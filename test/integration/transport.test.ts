@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { Dealer, Router } from 'zeromq'
 import { checkEndpoint, EndpointError } from '../../lib/transport/endpoint.js'
-import { TransportSocket, type ConnectionState } from '../../lib/transport/socket.js'
+import { RECEIVE_WATCHDOG_MS, TransportSocket, type ConnectionState } from '../../lib/transport/socket.js'
 import { atDeadline, DeadlineWheel, MAX_TIMER_MS } from '../../lib/rpc/deadline-timer.js'
 import { sleep, until } from '../helpers/endpoints.js'
 import { deadEndpoint } from './client-raw-server.js'
@@ -90,6 +90,26 @@ describe('TransportSocket', function () {
     await server.send([again!, Buffer.from('small')])
     await until(() => received.length === 1, 2000, 'the small reply')
     expect(received).to.deep.equal([5])
+    await socket.close()
+    server.close()
+  })
+
+  it('keeps receiving across idle spells longer than the receive watchdog, and counts no missed wake-up then', async () => {
+    const server = new Router({ linger: 0 })
+    await server.bind('tcp://127.0.0.1:*')
+    const received: string[] = []
+    const socket = new TransportSocket({ type: 'dealer', maxMessageSize: 1 << 20 }, { onMessage: (frames) => void received.push(frames[0]!.toString()) })
+    socket.connect(server.lastEndpoint!)
+    socket.push(Buffer.from('hello'))
+    const [client] = await server.receive()
+    // Each wait spans several watchdog timeouts, each one an EAGAIN the loop must shrug off.
+    for (const word of ['one', 'two']) {
+      await sleep(RECEIVE_WATCHDOG_MS * 2.5)
+      await server.send([client!, Buffer.from(word)])
+      await until(() => received.includes(word), 2000, word)
+    }
+    expect(received).to.deep.equal(['one', 'two'])
+    expect(socket.counters).to.include({ received: 2, errors: 0, missedWakeups: 0 })
     await socket.close()
     server.close()
   })
