@@ -179,7 +179,9 @@ export async function measureSystems(
     // Which system stalled is the first thing to know when a phase never ends.
     const phase = (system: SystemId, mode: Mode, payload: number, call: () => Promise<void>): Promise<PhaseResult> =>
       runPhase(call, { window: MODES[mode], warmupMs: plan.warmupMs, measureMs: plan.measureMs }).catch((err: unknown) => {
-        throw new Error(`${system}, ${mode}, ${formatBytes(payload)}: ${err instanceof Error ? err.message : String(err)}`)
+        const client = clients.find(([id]) => id === system)?.[1]
+        const state = client?.describe === undefined ? '' : `; client: ${client.describe()}`
+        throw new Error(`${system}, ${mode}, ${formatBytes(payload)}: ${err instanceof Error ? err.message : String(err)}${state}`)
       })
     for (const payload of plan.payloads) {
       const calls = clients.map(([system, client]) => [system, client.caller(payload)] as const)

@@ -56,6 +56,8 @@ export interface EchoServer {
 export interface EchoClient {
   caller(size: number): () => Promise<void>
   close(): Promise<void>
+  /** What the client knows of its connection, for the error when a phase stalls. */
+  describe?(): string
 }
 
 // The .proto sits next to the sources; compiled code runs from dist/benchmarks/rpc/.
@@ -84,6 +86,11 @@ async function connectZrpcClient(endpoint: string, coalesce: boolean): Promise<E
       }
     },
     close: () => client.close(),
+    describe: () => {
+      // zeromq.js's own view of the DEALER: a readable socket whose receive never fires is a missed wake-up.
+      const raw = (client as unknown as { channels: Array<{ socket: { raw: { readable: boolean; writable: boolean } } }> }).channels[0]?.socket.raw
+      return `${JSON.stringify(client.stats)} readable=${String(raw?.readable)} writable=${String(raw?.writable)}`
+    },
   }
 }
 
