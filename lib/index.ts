@@ -14,6 +14,7 @@ export {
 } from './service/contract.js'
 export { RpcServer, type ConnectBrokerOptions, type RpcServerOptions, type RpcServerStats } from './service/server.js'
 export { RpcClient, type RpcClientOptions, type RpcClientSettings, type RpcClientTarget } from './service/client.js'
+export { leastOutstanding, powerOfTwoChoices, roundRobin, type BalancerName, type EndpointLoad, type LoadBalancer } from './rpc/balancer.js'
 export { Broker, type BrokerOptions, type BrokerStats, type BrokerWorkerEvent } from './broker/broker.js'
 export { BrokerAdmin } from './broker/admin.js'
 export type { CallContext } from './rpc/dispatcher.js'

@@ -25,6 +25,8 @@ export abstract class ChannelCall implements ReplyTarget, LazyBody {
   sent = false
   /** The budget left when the channel took it, for the message if it runs out (ms). */
   budget = 0
+  /** `performance.now()` when the channel took it. */
+  sentAt = 0
   /** The listener on the caller's signal, only when a signal was given. */
   onAbort: (() => void) | undefined = undefined
   /** Set by the channel while the call is in its table. */

@@ -22,6 +22,8 @@ export interface ReplyTarget {
   readonly service: string
   /** Written to the socket: a reply for a call still waiting to be sent is forged. */
   readonly sent: boolean
+  /** `performance.now()` when the channel took it: its answer time feeds the endpoint's latency average. */
+  readonly sentAt: number
   resolve(result: Uint8Array): void
   reject(err: RpcError): void
 }
@@ -45,6 +47,8 @@ export interface ReplyContext {
   readonly limits: CborLimits
   readonly pending: ReadonlyMap<number, ReplyTarget>
   readonly counters: ReplyCounters
+  /** The server answered this call (REPLY or ERROR), right before it ends. */
+  answered(call: ReplyTarget): void
 }
 
 /** Reads one received message and ends the calls it may end. */
@@ -81,6 +85,7 @@ function deliverOne(env: Envelope | Malformed, from: string | undefined, ctx: Re
   }
   const call = callFor(env.id, from, ctx)
   if (call === undefined) return
+  ctx.answered(call)
   // The codec has already turned an ERROR whose code is unknown or not text into UNKNOWN.
   if (env.kind === Kind.Reply) call.resolve(env.result)
   else call.reject(new RpcError(env.code, env.message, env.details ?? undefined))

@@ -28,6 +28,7 @@ import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
 import { MAX_ID, encodeCancel, encodeRequest, requestSize } from '../codec/envelope.js'
 import type { Body } from '../transport/send-queue.js'
 import { TransportSocket, type ConnectionState } from '../transport/socket.js'
+import { LatencyAverage } from './balancer.js'
 import { DeadlineWheel } from './deadline-timer.js'
 import { directFraming, type Framing } from './framing.js'
 import { deliver, type ReplyContext, type ReplyCounters } from './channel-replies.js'
@@ -60,6 +61,8 @@ export interface ChannelCounters extends ReplyCounters {
 /** A channel's counters, connection state and the socket layer's recoveries. */
 export interface ChannelStats extends ChannelCounters {
   inFlight: number
+  /** Moving average of this endpoint's answer time in ms (0 until it has answered). */
+  latencyMs: number
   connected: boolean
   state: ConnectionState
   /** Why the state last changed, e.g. "cannot connect to 127.0.0.1:5555". */
@@ -78,6 +81,9 @@ export class Channel {
   private readonly counters: ChannelCounters = { calls: 0, lateReplies: 0, malformed: 0, unknownKinds: 0, misrouted: 0, connectionsLost: 0, failedFast: 0 }
   private readonly replies: ReplyContext
   private readonly deadlines = new DeadlineWheel<ChannelCall>((call) => this.expire(call), DEADLINE_TICK_MS)
+  private readonly latency = new LatencyAverage()
+  /** Set by drain(): resolves once the last pending call has ended. */
+  private drained: (() => void) | undefined
   private lastService = ''
   private lastServiceBytes = 0
   private lastMethod = ''
@@ -91,7 +97,14 @@ export class Channel {
   ) {
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: options.maxMessageSize }
     this.framing = options.framing ?? directFraming
-    this.replies = { endpoint, framing: this.framing, limits: this.limits, pending: this.pending, counters: this.counters }
+    this.replies = {
+      endpoint,
+      framing: this.framing,
+      limits: this.limits,
+      pending: this.pending,
+      counters: this.counters,
+      answered: (call) => this.latency.add(performance.now() - call.sentAt),
+    }
     this.socket = new TransportSocket(
       // A short linger, so the CANCELs that close() writes can leave after the socket closes.
       { type: 'dealer', maxMessageSize: options.maxMessageSize, coalesce: options.coalesce && this.framing.coalesce, lingerMs: CLOSE_DRAIN_MS },
@@ -109,6 +122,11 @@ export class Channel {
     return this.pending.size
   }
 
+  /** Moving average of the time this endpoint took to answer, in ms (0 until it has answered). */
+  get latencyMs(): number {
+    return this.latency.ms()
+  }
+
   get state(): ConnectionState {
     return this.socket.state
   }
@@ -119,7 +137,15 @@ export class Channel {
 
   get stats(): ChannelStats {
     const { state, stateDetail } = this.socket
-    return { ...this.counters, inFlight: this.pending.size, connected: state === 'ready', state, stateDetail, recoveries: this.socket.counters.recoveries }
+    return {
+      ...this.counters,
+      inFlight: this.pending.size,
+      latencyMs: Math.round(this.latency.ms() * 1000) / 1000,
+      connected: state === 'ready',
+      state,
+      stateDetail,
+      recoveries: this.socket.counters.recoveries,
+    }
   }
 
   /**
@@ -143,6 +169,7 @@ export class Channel {
     call.id = id
     call.sent = false
     call.budget = Math.round(left)
+    call.sentAt = performance.now()
     call.ender = this
     this.pending.set(id, call)
     this.counters.calls++
@@ -160,6 +187,7 @@ export class Channel {
   end(call: ChannelCall): void {
     call.ender = undefined
     this.pending.delete(call.id)
+    if (this.drained !== undefined && this.pending.size === 0) this.drained()
     this.deadlines.remove(call.deadline, call)
     if (call.onAbort !== undefined) {
       call.signal?.removeEventListener('abort', call.onAbort)
@@ -180,6 +208,19 @@ export class Channel {
         ? new RpcError('DEADLINE_EXCEEDED', `deadline of ${call.budget} ms exceeded calling ${call.service}.${call.method}`)
         : new RpcError('DEADLINE_EXCEEDED', `deadline of ${call.budget} ms exceeded waiting for ${this.endpoint}: ${this.socket.stateDetail}`, { notStarted: true }),
     )
+  }
+
+  /**
+   * Closes once the calls already written have ended (by their answers or deadlines); calls still
+   * waiting for a connection fail at once with UNAVAILABLE `{ notStarted: true }`, so a client with
+   * other endpoints sends them there. The client gives this channel nothing new meanwhile.
+   */
+  async drain(): Promise<void> {
+    for (const call of [...this.pending.values()]) {
+      if (!call.sent) call.reject(new RpcError('UNAVAILABLE', `endpoint ${this.endpoint} was removed before the call was sent`, { notStarted: true, endpoint: this.endpoint }))
+    }
+    if (this.pending.size > 0) await new Promise<void>((resolve) => (this.drained = resolve))
+    await this.close()
   }
 
   /**

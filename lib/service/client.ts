@@ -15,6 +15,7 @@ import { MAX_ID, type Metadata } from '../codec/envelope.js'
 import { checkEndpoint } from '../transport/endpoint.js'
 import { Channel, ChannelCall, type ChannelStats } from '../rpc/channel.js'
 import { mdpFraming } from '../rpc/framing.js'
+import { BALANCERS, type BalancerName, type LoadBalancer } from '../rpc/balancer.js'
 import { MAX_ATTEMPTS, retryPolicy, retryWaitsForReady } from '../rpc/retry.js'
 import type { CallOptions, ServiceClient, ServiceDefinition } from './contract.js'
 import { validatorsFor } from './validator.js'
@@ -23,7 +24,10 @@ import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT_MS } from '../rpc/limits.js'
 /** Where an {@link RpcClient} sends its calls: to servers directly, or through a broker. */
 export type RpcClientTarget =
   | {
-      /** A server endpoint, or several: calls go to a connected one, in turn. */
+      /**
+       * A server endpoint, or several: each call goes to a connected one, picked by `balancer`.
+       * Endpoints can be added and removed later ({@link RpcClient.addEndpoint}, {@link RpcClient.removeEndpoint}).
+       */
       readonly connect: string | readonly string[]
       readonly broker?: never
     }
@@ -55,16 +59,25 @@ export interface RpcClientSettings {
   readonly validateResults?: boolean
   /** Let calls wait for a connection until their deadline instead of failing fast (default false); per call too. */
   readonly waitForReady?: boolean
+  /**
+   * How calls spread over several endpoints (default `'power-of-two'`: two at random, the one with
+   * less (calls in flight + 1) × answer time; `'least-outstanding'`; `'round-robin'`; or your own
+   * {@link LoadBalancer}). Only connected endpoints are offered while there are any.
+   */
+  readonly balancer?: LoadBalancer | BalancerName
 }
 
 /** The protocol-wide cap on joined frames; every maxMessageSize must hold one (docs/protocol.md). */
 const MIN_MAX_MESSAGE_SIZE = 64 * 1024
 
 export class RpcClient {
-  private readonly channels: Channel[]
+  private channels: Channel[]
+  /** Removed endpoints whose calls are still finishing; close() ends them too. */
+  private readonly draining = new Set<Channel>()
   private readonly limits: CborLimits
   private readonly timeoutMs: number
-  private nextChannel = 0
+  private readonly balancer: LoadBalancer
+  private readonly newChannel: (endpoint: string) => Channel
   private lastId = 0
   private closed = false
 
@@ -82,8 +95,40 @@ export class RpcClient {
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: maxMessageSize }
     // Ids wrap within 32 bits: compact on the wire, and far more than the calls one client has in flight.
     const nextId = (): number => (this.lastId = this.lastId >= 0xffffffff ? 1 : this.lastId + 1)
-    const framing = options.broker !== undefined ? { framing: mdpFraming() } : {}
-    this.channels = endpoints.map((e) => new Channel(e, nextId, { maxMessageSize, coalesce: options.coalesce ?? true, ...framing }))
+    const balancer = options.balancer ?? 'power-of-two'
+    if (typeof balancer === 'string' && !(balancer in BALANCERS)) throw new TypeError(`unknown balancer ${JSON.stringify(balancer)}; known: ${Object.keys(BALANCERS).join(', ')}`)
+    this.balancer = typeof balancer === 'string' ? BALANCERS[balancer]() : balancer
+    this.newChannel = (endpoint) =>
+      new Channel(endpoint, nextId, { maxMessageSize, coalesce: options.coalesce ?? true, ...(options.broker !== undefined && { framing: mdpFraming() }) })
+    this.channels = endpoints.map(this.newChannel)
+  }
+
+  /** The endpoints calls go to now, in the order they were given. */
+  get endpoints(): string[] {
+    return this.channels.map((c) => c.endpoint)
+  }
+
+  /** Connects to one more server; calls start going there as soon as it is connected. Not for a broker client. */
+  addEndpoint(endpoint: string): void {
+    if (this.closed) throw new RpcError('CANCELLED', 'client is closed')
+    if (this.options.broker !== undefined) throw new TypeError('a client of a broker has exactly one endpoint, the broker')
+    checkEndpoint(endpoint, 'connect')
+    if (this.channels.some((c) => c.endpoint === endpoint)) throw new TypeError(`already connected to ${endpoint}`)
+    this.channels = [...this.channels, this.newChannel(endpoint)]
+  }
+
+  /**
+   * Stops sending calls to `endpoint`: calls already sent there finish (by answer or deadline), calls
+   * still waiting for it fail with UNAVAILABLE `{ notStarted: true }` and are retried on another
+   * endpoint. Resolves once its connection is closed. The last endpoint cannot be removed.
+   */
+  removeEndpoint(endpoint: string): Promise<void> {
+    const channel = this.channels.find((c) => c.endpoint === endpoint)
+    if (channel === undefined) return Promise.reject(new TypeError(`not connected to ${endpoint}`))
+    if (this.channels.length === 1) return Promise.reject(new TypeError('cannot remove the last endpoint; close() the client instead'))
+    this.channels = this.channels.filter((c) => c !== channel)
+    this.draining.add(channel)
+    return channel.drain().finally(() => this.draining.delete(channel))
   }
 
   /** A typed proxy for one service: one async function per method of the contract. */
@@ -172,7 +217,7 @@ export class RpcClient {
     const tried = new Set<Channel>([call.channel])
     let waitForReady = call.waitForReady
     for (let attempt = 2; ; attempt++) {
-      const elsewhere = this.options.broker !== undefined || tried.size < this.channels.length
+      const elsewhere = this.options.broker !== undefined || this.channels.some((c) => !tried.has(c))
       const again = attempt <= MAX_ATTEMPTS && call.deadline - Date.now() >= 1 && call.signal?.aborted !== true && !this.closed && retryPolicy(err, call.idempotent, elsewhere)
       if (!again) throw withCallerStack(err)
       waitForReady ||= retryWaitsForReady(err)
@@ -196,24 +241,22 @@ export class RpcClient {
   }
 
   /**
-   * The next channel in turn, best first: connected, then still connecting (its first attempt may
-   * succeed), then failing; among equals, one this call has not tried yet. So a dead server among
-   * several holds no share of the calls, and a retry goes elsewhere when it can.
+   * The channel for a call: among the best-placed endpoints (connected, then still connecting (its
+   * first attempt may succeed), then failing; among equals, one this call has not tried yet), the
+   * balancer's pick. So a dead server among several holds no share of the calls, load decides among
+   * live ones, and a retry goes elsewhere when it can.
    */
   private pickChannel(tried: ReadonlySet<Channel> | undefined): Channel {
-    const count = this.channels.length
-    const first = this.nextChannel++ % count
-    let best = this.channels[first]!
     let bestRank = Infinity
-    for (let i = 0; i < count; i++) {
-      const channel = this.channels[(first + i) % count]!
+    let best: Channel[] = []
+    for (const channel of this.channels) {
       const rank = STATE_RANK[channel.state] * 2 + (tried?.has(channel) === true ? 1 : 0)
       if (rank < bestRank) {
-        best = channel
         bestRank = rank
-      }
+        best = [channel]
+      } else if (rank === bestRank) best.push(channel)
     }
-    return best
+    return best.length === 1 ? best[0]! : this.balancer.pick(best)
   }
 
   /** Calls in flight on all connections. */
@@ -233,7 +276,7 @@ export class RpcClient {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await Promise.all(this.channels.map((c) => c.close()))
+    await Promise.all([...this.channels, ...this.draining].map((c) => c.close()))
   }
 }
 
