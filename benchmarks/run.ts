@@ -26,6 +26,10 @@ const CASES: Record<string, () => Promise<BenchCase>> = {
     return () => main()
   },
   soak: async () => (await import('./soak.bench.js')).main,
+  balance: async () => {
+    const { main } = await import('./balance.bench.js')
+    return (argv) => main(argv.includes('--quick') ? argv : [...argv, '--write'])
+  },
 }
 
 async function run(): Promise<void> {
