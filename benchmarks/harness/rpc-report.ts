@@ -89,6 +89,7 @@ export const OTHER_RESULTS: ReadonlyArray<readonly [file: string, title: string]
   ['results/broker.md', 'Through the broker (broker.bench)'],
   ['results/pubsub.md', 'Typed topics (pubsub.bench)'],
   ['results/soak.md', 'Memory soak (soak.bench)'],
+  ['results/balance.md', 'Balancing over several servers (balance.bench)'],
 ]
 
 /**
