@@ -32,7 +32,7 @@ export { LazyReply, replySize, requestSize, writeReply, writeRequest } from './e
 
 export const PROTOCOL_VERSION = 1
 
-export const Kind = { Request: 0, Reply: 1, Error: 2, Cancel: 3 } as const
+export const Kind = { Request: 0, Reply: 1, Error: 2, Cancel: 3, Ping: 4, Pong: 5 } as const
 export type Kind = (typeof Kind)[keyof typeof Kind]
 
 /** Call metadata: string keys to string values, like gRPC's. */
@@ -69,7 +69,19 @@ export interface CancelEnvelope {
   readonly id: number
 }
 
-export type Envelope = RequestEnvelope | ReplyEnvelope | ErrorEnvelope | CancelEnvelope
+/** A client asking a server whether it is still there (heartbeat); the id is the client's, from its call ids. */
+export interface PingEnvelope {
+  readonly kind: typeof Kind.Ping
+  readonly id: number
+}
+
+/** A server's answer to a PING, with its id. */
+export interface PongEnvelope {
+  readonly kind: typeof Kind.Pong
+  readonly id: number
+}
+
+export type Envelope = RequestEnvelope | ReplyEnvelope | ErrorEnvelope | CancelEnvelope | PingEnvelope | PongEnvelope
 
 /**
  * An envelope that could not be accepted. `id` is set when the envelope was readable far enough to
@@ -90,7 +102,7 @@ export interface Malformed {
   readonly reason: string
   /**
    * The kind number, set only when the envelope is version 1 with a readable id and an unsigned-integer
-   * kind this peer does not know (4..15 are reserved for later minor versions). A server answers it
+   * kind this peer does not know (6..15 are reserved for later minor versions). A server answers it
    * with `code` (`UNIMPLEMENTED`); a client ignores and counts it, and must not end the call for it.
    */
   readonly unknownKind?: number
@@ -130,6 +142,14 @@ export function encodeError(id: number, code: StatusCode, message: string, detai
 
 export function encodeCancel(id: number): Buffer {
   return encodeCbor([PROTOCOL_VERSION, Kind.Cancel, id])
+}
+
+export function encodePing(id: number): Buffer {
+  return encodeCbor([PROTOCOL_VERSION, Kind.Ping, id])
+}
+
+export function encodePong(id: number): Buffer {
+  return encodeCbor([PROTOCOL_VERSION, Kind.Pong, id])
 }
 
 /** An unsigned integer up to MAX_ID as a number; cbor-x reads 64-bit heads as bigints, so accept those too. */
@@ -177,6 +197,10 @@ export function toEnvelope(item: unknown): Envelope | Malformed {
       return toError(knownId, item)
     case Kind.Cancel:
       return { kind: Kind.Cancel, id: knownId }
+    case Kind.Ping:
+      return { kind: Kind.Ping, id: knownId }
+    case Kind.Pong:
+      return { kind: Kind.Pong, id: knownId }
     default: {
       const reason = `unknown message kind ${describe(kind)}`
       const unknownKind = asUint(kind)

@@ -79,7 +79,9 @@ function deliverOne(env: Envelope | Malformed, from: string | undefined, ctx: Re
     call?.reject(new RpcError('INTERNAL', `unreadable reply from ${ctx.endpoint}: ${env.reason}`))
     return
   }
-  if (env.kind === Kind.Request || env.kind === Kind.Cancel) {
+  // A PONG needs nothing more: the channel has already heard from the server by reading this frame.
+  if (env.kind === Kind.Pong) return
+  if (env.kind === Kind.Request || env.kind === Kind.Cancel || env.kind === Kind.Ping) {
     ctx.counters.malformed++
     return
   }

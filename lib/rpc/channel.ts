@@ -25,7 +25,7 @@
  */
 import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
-import { MAX_ID, encodeCancel, encodeRequest, requestSize } from '../codec/envelope.js'
+import { MAX_ID, encodeCancel, encodePing, encodeRequest, requestSize } from '../codec/envelope.js'
 import type { Body } from '../transport/send-queue.js'
 import { TransportSocket, type ConnectionState } from '../transport/socket.js'
 import { LatencyAverage } from './balancer.js'
@@ -41,7 +41,21 @@ export interface ChannelOptions {
   readonly coalesce: boolean
   /** How frames travel (default: direct to a zrpc server). */
   readonly framing?: Framing
+  /** Heartbeats to a direct server (docs/protocol.md, Heartbeats); false: none. */
+  readonly heartbeat?: HeartbeatOptions | false
 }
+
+/** When a server that stopped answering is given up on. */
+export interface HeartbeatOptions {
+  /** Silence (ms) with calls in flight after which the client sends PING (default 1000). */
+  readonly intervalMs: number
+  /** Silence (ms) with calls in flight after which the endpoint is marked down (default 2000). */
+  readonly timeoutMs: number
+}
+
+export const HEARTBEAT_DEFAULTS: HeartbeatOptions = { intervalMs: 1000, timeoutMs: 2000 }
+/** Longest wait between PINGs to an endpoint marked down. */
+const MAX_PROBE_MS = 30_000
 
 /** How long close() lets the CANCELs of pending calls leave before the socket goes (ms). */
 export const CLOSE_DRAIN_MS = 100
@@ -56,6 +70,8 @@ export interface ChannelCounters extends ReplyCounters {
   connectionsLost: number
   /** Calls failed at once because the endpoint could not be reached. */
   failedFast: number
+  /** Times the endpoint was marked down for its silence (heartbeat), failing the calls written to it. */
+  markedDown: number
 }
 
 /** A channel's counters, connection state and the socket layer's recoveries. */
@@ -78,12 +94,23 @@ export class Channel {
   private readonly framing: Framing
   private closed = false
   private wasReady = false
-  private readonly counters: ChannelCounters = { calls: 0, lateReplies: 0, malformed: 0, unknownKinds: 0, misrouted: 0, connectionsLost: 0, failedFast: 0 }
+  private readonly counters: ChannelCounters = { calls: 0, lateReplies: 0, malformed: 0, unknownKinds: 0, misrouted: 0, connectionsLost: 0, failedFast: 0, markedDown: 0 }
   private readonly replies: ReplyContext
   private readonly deadlines = new DeadlineWheel<ChannelCall>((call) => this.expire(call), DEADLINE_TICK_MS)
   private readonly latency = new LatencyAverage()
   /** Set by drain(): resolves once the last pending call has ended. */
   private drained: (() => void) | undefined
+  /** Heartbeat state: when the server was last heard, since when calls have been waiting, and whether it is down. */
+  private readonly heartbeat: HeartbeatOptions | undefined
+  private heartbeatTimer: NodeJS.Timeout | undefined
+  private lastHeard = 0
+  private busySince = 0
+  private lastPing = 0
+  private lastTick = 0
+  private down = false
+  private downDetail = ''
+  private probeDelayMs = 0
+  private nextProbeAt = 0
   private lastService = ''
   private lastServiceBytes = 0
   private lastMethod = ''
@@ -108,13 +135,26 @@ export class Channel {
     this.socket = new TransportSocket(
       // A short linger, so the CANCELs that close() writes can leave after the socket closes.
       { type: 'dealer', maxMessageSize: options.maxMessageSize, coalesce: options.coalesce && this.framing.coalesce, lingerMs: CLOSE_DRAIN_MS },
-      { onMessage: (frames) => deliver(frames, this.replies), onState: (state) => this.onState(state) },
+      {
+        onMessage: (frames) => {
+          this.heard()
+          deliver(frames, this.replies)
+        },
+        onState: (state) => this.onState(state),
+      },
     )
     try {
       this.socket.connect(endpoint)
     } catch (err) {
       void this.socket.close()
       throw err
+    }
+    const heartbeat = options.heartbeat ?? false
+    this.heartbeat = heartbeat === false || this.framing !== directFraming ? undefined : heartbeat
+    if (this.heartbeat !== undefined) {
+      // Half the interval: a server is judged at most half an interval late. Unref'd: an idle client keeps no process alive.
+      this.heartbeatTimer = setInterval(() => this.tick(), this.heartbeat.intervalMs / 2)
+      this.heartbeatTimer.unref()
     }
   }
 
@@ -127,16 +167,21 @@ export class Channel {
     return this.latency.ms()
   }
 
+  /** The socket's connection state, or `failing` while the endpoint is marked down for its silence. */
   get state(): ConnectionState {
-    return this.socket.state
+    return this.down ? 'failing' : this.socket.state
   }
 
   get connected(): boolean {
-    return this.socket.state === 'ready'
+    return this.state === 'ready'
+  }
+
+  private get stateDetail(): string {
+    return this.down ? this.downDetail : this.socket.stateDetail
   }
 
   get stats(): ChannelStats {
-    const { state, stateDetail } = this.socket
+    const { state, stateDetail } = this
     return {
       ...this.counters,
       inFlight: this.pending.size,
@@ -161,7 +206,7 @@ export class Channel {
     const left = call.deadline - Date.now()
     const frame = this.encode(call, id, left)
     if (frame instanceof RpcError) return call.failed(frame)
-    const state = this.socket.state
+    const state = this.state
     if (state === 'failing' && !call.waitForReady) {
       this.counters.failedFast++
       return call.failed(this.unreachable())
@@ -171,6 +216,7 @@ export class Channel {
     call.budget = Math.round(left)
     call.sentAt = performance.now()
     call.ender = this
+    if (this.pending.size === 0) this.busySince = call.sentAt
     this.pending.set(id, call)
     this.counters.calls++
     // No CANCEL at the deadline: the server holds the same budget and aborts the handler itself, with
@@ -206,7 +252,7 @@ export class Channel {
     call.reject(
       call.sent
         ? new RpcError('DEADLINE_EXCEEDED', `deadline of ${call.budget} ms exceeded calling ${call.service}.${call.method}`)
-        : new RpcError('DEADLINE_EXCEEDED', `deadline of ${call.budget} ms exceeded waiting for ${this.endpoint}: ${this.socket.stateDetail}`, { notStarted: true }),
+        : new RpcError('DEADLINE_EXCEEDED', `deadline of ${call.budget} ms exceeded waiting for ${this.endpoint}: ${this.stateDetail}`, { notStarted: true }),
     )
   }
 
@@ -230,6 +276,7 @@ export class Channel {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    clearInterval(this.heartbeatTimer)
     const calls = [...this.pending]
     if (this.framing.canCancel && this.socket.state === 'ready') {
       for (const [id, call] of calls) if (call.sent) this.sendCancel(call.service, id)
@@ -278,7 +325,7 @@ export class Channel {
   private unreachable(): RpcError {
     return new RpcError(
       'UNAVAILABLE',
-      `${this.endpoint} is unavailable (${this.socket.stateDetail}); the call was not sent. Is the server running there? Pass waitForReady: true to wait for it`,
+      `${this.endpoint} is unavailable (${this.stateDetail}); the call was not sent. Is the server running there? Pass waitForReady: true to wait for it`,
       { notStarted: true, endpoint: this.endpoint },
     )
   }
@@ -293,6 +340,11 @@ export class Channel {
     }
     if (state === 'ready' && !this.wasReady) this.framing.connected?.(this.socket)
     this.wasReady = state === 'ready'
+    this.sendWaiting(this.down ? 'failing' : state)
+  }
+
+  /** Sends the calls that waited for a connection (`ready`), or fails them fast (`failing`). */
+  private sendWaiting(state: ConnectionState): void {
     for (const [id, call] of [...this.pending]) {
       if (call.sent) continue
       if (state === 'ready') {
@@ -304,5 +356,60 @@ export class Channel {
         call.reject(this.unreachable())
       }
     }
+  }
+
+  /** Any message from the server shows it is there; one that was marked down is back. */
+  private heard(): void {
+    this.lastHeard = performance.now()
+    if (!this.down) return
+    this.down = false
+    this.sendWaiting(this.socket.state)
+  }
+
+  /**
+   * Every half interval: with calls in flight and nothing heard for `intervalMs`, PING; for
+   * `timeoutMs`, mark the endpoint down. While down, PING with a growing delay until it answers.
+   */
+  private tick(): void {
+    const heartbeat = this.heartbeat!
+    const now = performance.now()
+    const late = now - this.lastTick > heartbeat.intervalMs * 1.5
+    this.lastTick = now
+    if (this.closed || this.socket.state !== 'ready') return
+    if (this.down) {
+      if (now < this.nextProbeAt) return
+      this.ping(now)
+      this.probeDelayMs = Math.min(this.probeDelayMs * 2, MAX_PROBE_MS)
+      this.nextProbeAt = now + this.probeDelayMs
+      return
+    }
+    if (this.pending.size === 0) return
+    // This process was blocked (a tick came late): the server cannot be blamed for what we did not read. Start over.
+    if (late) {
+      this.busySince = now
+      return
+    }
+    const silent = now - Math.max(this.lastHeard, this.busySince)
+    if (silent >= heartbeat.timeoutMs) return this.markDown(Math.round(silent), now)
+    if (silent >= heartbeat.intervalMs && now - this.lastPing >= heartbeat.intervalMs) this.ping(now)
+  }
+
+  private ping(now: number): void {
+    this.lastPing = now
+    this.socket.push(encodePing(this.nextId()))
+  }
+
+  /** The server is silent though calls wait on it: fail them now (they may have run), and send it nothing new until it answers. */
+  private markDown(silentMs: number, now: number): void {
+    this.down = true
+    this.counters.markedDown++
+    this.downDetail = `no answer from ${this.endpoint} for ${silentMs} ms (heartbeat)`
+    this.probeDelayMs = this.heartbeat!.intervalMs
+    this.nextProbeAt = now + this.probeDelayMs
+    const lost = new RpcError('UNAVAILABLE', `${this.downDetail}; the call may or may not have run`, { connectionLost: true, endpoint: this.endpoint })
+    for (const call of [...this.pending.values()]) {
+      if (call.sent) call.reject(lost)
+    }
+    this.sendWaiting('failing')
   }
 }

@@ -16,7 +16,7 @@
  * what waits unread stays in libzmq's bounded queues.
  */
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
-import { Kind, encodeError, readFrameInChunks, type Envelope, type Malformed } from '../codec/envelope.js'
+import { Kind, encodeError, encodePong, readFrameInChunks, type Envelope, type Malformed } from '../codec/envelope.js'
 import { TransportSocket, type TransportCounters } from '../transport/socket.js'
 import type { Dispatcher, ReplyFn } from './dispatcher.js'
 
@@ -205,8 +205,13 @@ export class Listener {
       case Kind.Cancel:
         this.dispatcher.cancel(peer, env.id)
         break
+      case Kind.Ping:
+        // Answered here, not by the dispatcher: a busy server still says it is alive.
+        this.socket.push(encodePong(env.id), from)
+        break
       case Kind.Reply:
       case Kind.Error:
+      case Kind.Pong:
         this.counters.unexpectedKind++
         break
     }

@@ -13,7 +13,7 @@ import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { MAX_ID, type Metadata } from '../codec/envelope.js'
 import { checkEndpoint } from '../transport/endpoint.js'
-import { Channel, ChannelCall, type ChannelStats } from '../rpc/channel.js'
+import { Channel, ChannelCall, HEARTBEAT_DEFAULTS, type ChannelStats, type HeartbeatOptions } from '../rpc/channel.js'
 import { mdpFraming } from '../rpc/framing.js'
 import { BALANCERS, type BalancerName, type LoadBalancer } from '../rpc/balancer.js'
 import { MAX_ATTEMPTS, retryPolicy, retryWaitsForReady } from '../rpc/retry.js'
@@ -65,6 +65,14 @@ export interface RpcClientSettings {
    * {@link LoadBalancer}). Only connected endpoints are offered while there are any.
    */
   readonly balancer?: LoadBalancer | BalancerName
+  /**
+   * Heartbeats to servers connected directly (docs/protocol.md, Heartbeats): with calls in flight and
+   * nothing heard from a server for `intervalMs` (default 1000) the client sends PING; after
+   * `timeoutMs` (default 2000) the server is marked down even though TCP is up: its calls fail at once
+   * with UNAVAILABLE `{ connectionLost: true }` (idempotent ones are retried elsewhere), it gets no new
+   * calls, and it is pinged with a growing delay until it answers. `false`: none. Not through a broker.
+   */
+  readonly heartbeat?: false | { readonly intervalMs?: number; readonly timeoutMs?: number }
 }
 
 /** The protocol-wide cap on joined frames; every maxMessageSize must hold one (docs/protocol.md). */
@@ -98,8 +106,14 @@ export class RpcClient {
     const balancer = options.balancer ?? 'power-of-two'
     if (typeof balancer === 'string' && !(balancer in BALANCERS)) throw new TypeError(`unknown balancer ${JSON.stringify(balancer)}; known: ${Object.keys(BALANCERS).join(', ')}`)
     this.balancer = typeof balancer === 'string' ? BALANCERS[balancer]() : balancer
+    const heartbeat = heartbeatOptions(options.heartbeat)
     this.newChannel = (endpoint) =>
-      new Channel(endpoint, nextId, { maxMessageSize, coalesce: options.coalesce ?? true, ...(options.broker !== undefined && { framing: mdpFraming() }) })
+      new Channel(endpoint, nextId, {
+        maxMessageSize,
+        coalesce: options.coalesce ?? true,
+        heartbeat: options.broker !== undefined ? false : heartbeat,
+        ...(options.broker !== undefined && { framing: mdpFraming() }),
+      })
     this.channels = endpoints.map(this.newChannel)
   }
 
@@ -281,6 +295,17 @@ export class RpcClient {
 }
 
 const NO_OPTIONS: CallOptions = Object.freeze({})
+
+/** The client's heartbeat setting, checked, with its defaults filled in. */
+function heartbeatOptions(setting: RpcClientSettings['heartbeat']): HeartbeatOptions | false {
+  if (setting === false) return false
+  const intervalMs = setting?.intervalMs ?? HEARTBEAT_DEFAULTS.intervalMs
+  const timeoutMs = setting?.timeoutMs ?? Math.max(HEARTBEAT_DEFAULTS.timeoutMs, 2 * intervalMs)
+  if (!(Number.isFinite(intervalMs) && intervalMs >= 10 && Number.isFinite(timeoutMs) && timeoutMs > intervalMs)) {
+    throw new TypeError(`heartbeat needs intervalMs >= 10 and timeoutMs > intervalMs, got ${intervalMs} and ${timeoutMs}`)
+  }
+  return { intervalMs, timeoutMs }
+}
 
 /** Turns a call's result bytes into the caller's value, or throws the RpcError the caller gets. */
 type Decode = ((bytes: Uint8Array) => unknown) | undefined

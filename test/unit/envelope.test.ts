@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import { encodeCbor } from '../../lib/codec/cbor.js'
-import { Kind, encodeCancel, encodeError, encodeReply, encodeRequest, parseFrame } from '../../lib/codec/envelope.js'
+import { Kind, encodeCancel, encodeError, encodePing, encodePong, encodeReply, encodeRequest, parseFrame } from '../../lib/codec/envelope.js'
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex')
 
@@ -90,8 +90,15 @@ describe('envelopes a peer gets wrong', () => {
     expect(one(hex('83 01 0f 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED' })
   })
 
+  it('reads PING and PONG (kinds 4 and 5, heartbeats), extra items ignored', () => {
+    expect(one(hex('83 01 04 05'))).to.deep.equal({ kind: Kind.Ping, id: 5 })
+    expect(one(hex('84 01 05 07 f6'))).to.deep.equal({ kind: Kind.Pong, id: 7 })
+    expect(one(encodePing(9))).to.deep.equal({ kind: Kind.Ping, id: 9 })
+    expect(one(encodePong(9))).to.deep.equal({ kind: Kind.Pong, id: 9 })
+  })
+
   it('an unknown message kind is marked unknownKind, so a client can ignore it instead of ending the call', () => {
-    expect(one(hex('83 01 04 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 4 })
+    expect(one(hex('83 01 06 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 6 })
     expect(one(hex('85 01 0f 05 a0 40'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 15 })
     expect(one(hex('83 01 18 64 05'))).to.deep.include({ id: 5, unknownKind: 100 })
     // Not an unknown kind: a kind that is not an unsigned integer, another version, no readable id.
