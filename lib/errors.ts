@@ -53,6 +53,11 @@ export const RETRYABLE_CODES: ReadonlySet<StatusCode> = new Set(['UNAVAILABLE', 
  */
 export class RpcError extends Error {
   override readonly name = 'RpcError'
+  /**
+   * On the client: the endpoint (server or broker) this error came from or is about, when the call
+   * got that far; with several servers it says which one answered. Never sent over the wire.
+   */
+  endpoint: string | undefined = undefined
 
   constructor(
     /** The status code, one of {@link STATUS_CODES}. */

@@ -30,7 +30,7 @@ export abstract class ChannelCall implements ReplyTarget, LazyBody {
   /** The listener on the caller's signal, only when a signal was given. */
   onAbort: (() => void) | undefined = undefined
   /** Set by the channel while the call is in its table. */
-  ender: { end(call: ChannelCall): void } | undefined = undefined
+  ender: { readonly endpoint: string; end(call: ChannelCall): void } | undefined = undefined
   /** The REQUEST as the channel wrote it: budget in it, UTF-8 lengths of the names, its size. */
   timeoutMs = 0
   serviceBytes = 0
@@ -65,9 +65,13 @@ export abstract class ChannelCall implements ReplyTarget, LazyBody {
     this.succeeded(result)
   }
 
-  /** Ends the call with an error. */
+  /** Ends the call with an error, which learns the endpoint it concerns. */
   reject(err: RpcError): void {
-    this.ender?.end(this)
+    const ender = this.ender
+    if (ender !== undefined) {
+      err.endpoint ??= ender.endpoint
+      ender.end(this)
+    }
     this.failed(err)
   }
 }

@@ -199,17 +199,17 @@ export class Channel {
    * and a listener only on a signal that was given.
    */
   call(call: ChannelCall): void {
-    if (this.closed) return call.failed(new RpcError('CANCELLED', 'client is closed'))
+    if (this.closed) return call.failed(this.tagged(new RpcError('CANCELLED', 'client is closed')))
     const signal = call.signal
-    if (signal?.aborted === true) return call.failed(new RpcError('CANCELLED', 'call cancelled before it was sent'))
+    if (signal?.aborted === true) return call.failed(this.tagged(new RpcError('CANCELLED', 'call cancelled before it was sent')))
     const id = this.nextId()
     const left = call.deadline - Date.now()
     const frame = this.encode(call, id, left)
-    if (frame instanceof RpcError) return call.failed(frame)
+    if (frame instanceof RpcError) return call.failed(this.tagged(frame))
     const state = this.state
     if (state === 'failing' && !call.waitForReady) {
       this.counters.failedFast++
-      return call.failed(this.unreachable())
+      return call.failed(this.tagged(this.unreachable()))
     }
     call.id = id
     call.sent = false
@@ -320,6 +320,12 @@ export class Channel {
 
   private sendCancel(service: string, id: number): void {
     if (this.framing.canCancel) this.framing.push(this.socket, service, encodeCancel(id))
+  }
+
+  /** An error for a call this channel never took into its table, with its endpoint, as reject() gives the others. */
+  private tagged(err: RpcError): RpcError {
+    err.endpoint = this.endpoint
+    return err
   }
 
   private unreachable(): RpcError {

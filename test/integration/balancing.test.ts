@@ -105,6 +105,27 @@ describe('a client balancing over several servers', function () {
     expect(offered.every((list) => list.length === 2)).to.equal(true)
   })
 
+  it('says on each error which endpoint it came from or is about', async () => {
+    const failing = new RpcServer().implement(Work, {
+      run: () => {
+        throw new RpcError('NOT_FOUND', 'nothing here')
+      },
+    })
+    servers.push(failing)
+    const [endpoint] = await failing.bind('tcp://127.0.0.1:*')
+    const dead = await deadEndpoint()
+    const c = client([endpoint!, dead], 'round-robin')
+    await until(() => c.stats[0]!.connected && c.stats[1]!.state === 'failing', 3000, 'one up, one refused')
+    const fromServer = await rejection(c.service(Work).run({}))
+    expect(fromServer).to.be.instanceOf(RpcError).with.property('code', 'NOT_FOUND')
+    expect((fromServer as RpcError).endpoint).to.equal(endpoint)
+    // Only the refused endpoint left: the error that it cannot be reached names it.
+    await c.removeEndpoint(endpoint!)
+    const unreachable = await rejection(c.service(Work).run({}))
+    expect(unreachable).to.have.property('code', 'UNAVAILABLE')
+    expect((unreachable as RpcError).endpoint).to.equal(dead)
+  })
+
   it('refuses an unknown balancer name', () => {
     expect(() => new RpcClient({ connect: 'tcp://127.0.0.1:1', balancer: 'fastest' as 'round-robin' })).to.throw(TypeError, /unknown balancer "fastest"/)
   })
