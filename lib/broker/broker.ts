@@ -29,7 +29,7 @@ import { encodeError, encodeRequest, readEnvelope, scanFrame, type FrameScan } f
 import type { StatusCode } from '../errors.js'
 import type { Dispatcher } from '../rpc/dispatcher.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
-import { addressedHead, clientHead, commandFrames, readCredit } from '../rpc/mdp-frames.js'
+import { MMI_ZRPC, addressedHead, clientHead, commandFrames, readCredit } from '../rpc/mdp-frames.js'
 import type { Body } from '../transport/send-queue.js'
 import { TransportSocket } from '../transport/socket.js'
 import { BrokerAdmin } from './admin.js'
@@ -88,8 +88,6 @@ export interface BrokerWorkerEvent {
 const ADMIN = BrokerAdmin.name
 // `broker` marks the broker's own refusals: asking the same broker again at once would be refused again.
 const NOT_STARTED = { notStarted: true, broker: true } as const
-/** The MMI name a zrpc client asks to learn that this broker splits joined frames (answered 200). */
-export const MMI_ZRPC = `${MMI_PREFIX}zrpc`
 /** Envelopes of one client frame read per event-loop turn; a frame of more is read over several turns. */
 const ENVELOPES_PER_TURN = 256
 /** Heads kept per service name and per client; past this a cache starts over. */

@@ -13,6 +13,7 @@
  */
 import { MDPC01, isHeader } from '../../patterns/majordomo-protocol.js'
 import type { Body } from '../transport/send-queue.js'
+import { MMI_ZRPC, clientHead } from './mdp-frames.js'
 
 /** Where a framing writes: the channel's TransportSocket. */
 export interface FrameWriter {
@@ -55,11 +56,7 @@ export const directFraming: Framing = {
   unwrap: (message) => (message.length === 1 ? { frame: message[0]! } : undefined),
 }
 
-const EMPTY = Buffer.alloc(0)
-const HEADER = Buffer.from(MDPC01)
-/** The MMI name a zrpc broker answers 200 (lib/broker/broker.ts MMI_ZRPC). */
-const MMI_ZRPC = 'mmi.zrpc'
-const PROBE_HEAD: readonly Buffer[] = [EMPTY, HEADER, Buffer.from(MMI_ZRPC)]
+const PROBE_HEAD = clientHead(MMI_ZRPC)
 const PROBE_BODY = Buffer.from('zrpc/1')
 
 /**
@@ -79,7 +76,7 @@ export function mdpFraming(): Framing {
     push: (socket, service, frame) => {
       let head = heads.get(service)
       if (head === undefined) {
-        head = [EMPTY, HEADER, Buffer.from(service)]
+        head = clientHead(service)
         heads.set(service, head)
       }
       return socket.pushWithHead(head, frame, undefined, zrpcBroker)

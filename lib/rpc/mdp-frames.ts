@@ -27,6 +27,9 @@ export function commandFrames(command: typeof Command.Heartbeat | typeof Command
   return [WORKER_HEAD, Buffer.of(command)]
 }
 
+/** The MMI name a zrpc broker answers 200: a client joins its calls only after that answer. */
+export const MMI_ZRPC = 'mmi.zrpc'
+
 /** Most requests a credit worker may declare it takes at once. */
 export const MAX_WORKER_CREDIT = 4096
 

@@ -68,7 +68,7 @@ export interface RpcClientSettings {
   /**
    * Heartbeats to servers connected directly (docs/protocol.md, Heartbeats): with calls in flight and
    * nothing heard from a server for `intervalMs` (default 1000) the client sends PING; after
-   * `timeoutMs` (default 2000) the server is marked down even though TCP is up: its calls fail at once
+   * `timeoutMs` (default 2000, or twice `intervalMs` when that is more) the server is marked down even though TCP is up: its calls fail at once
    * with UNAVAILABLE `{ connectionLost: true }` (idempotent ones are retried elsewhere), it gets no new
    * calls, and it is pinged with a growing delay until it answers. `false`: none. Not through a broker.
    */
