@@ -4,7 +4,12 @@ export { EndpointError } from './transport/endpoint.js'
 export {
   defineService,
   type CallOptions,
+  type ClientStream,
+  type ItemOf,
   type MethodDefinition,
+  type StreamMethodDefinition,
+  type StreamOptions,
+  type UnaryMethodDefinition,
   type MethodMap,
   type ServiceClient,
   type ServiceDefinition,

@@ -34,7 +34,7 @@ import type { Body } from '../transport/send-queue.js'
 import { TransportSocket } from '../transport/socket.js'
 import { BrokerAdmin } from './admin.js'
 import { adminDispatcher } from './admin-service.js'
-import { answeredId, brokerLimits, checkRequest, isAnswerTo } from './intake.js'
+import { answerOf, brokerLimits, checkRequest, isAnswerTo } from './intake.js'
 import { RequestQueues, type QueuedRequest } from './queue.js'
 import { WorkerRegistry, type Worker, type WorkerLeftReason } from './workers.js'
 import { BrokerCounters, type BrokerStats, type ServiceStats } from './stats.js'
@@ -229,9 +229,13 @@ export class Broker {
     const receivedAt = Date.now()
     for (let i = from; i < to; i++) {
       const intake = checkRequest(service, readEnvelope(frame, scan, i))
-      if (!intake.ok) {
+      if (intake.ok === false) {
         if (intake.id === undefined) this.counters.drop('unreadable')
         else this.refuse(clientId, service, intake.id, 'invalid', 'INVALID_ARGUMENT', intake.reason)
+        continue
+      }
+      if (intake.ok === 'follow-up') {
+        this.followUp(route, intake.id, intake.cancel, frame.subarray(i === 0 ? 0 : scan.ends[i - 1]!, scan.ends[i]!))
         continue
       }
       const { request } = intake
@@ -249,6 +253,28 @@ export class Broker {
       }
       this.enqueue(req)
     }
+  }
+
+  /**
+   * A CANCEL or CREDIT for a call of this client: on to the worker that holds it, or, for a CANCEL
+   * of a call still queued, the call leaves the queue (its caller has already ended it: no answer).
+   * Anything else is dropped and counted: the call has ended, or never was.
+   */
+  private followUp(route: Route, id: number, cancel: boolean, envelope: Buffer): void {
+    const { clientKey, service } = route
+    const worker = this.workers.holder(service, clientKey, id)
+    if (worker !== undefined) {
+      // A plain MDP worker would take the envelope for a new request.
+      if (!worker.extended) return this.counters.drop('follow-up-to-plain-worker')
+      this.counters.followUps++
+      this.socket.pushWithHead(route.toWorker, envelope, worker.id, true)
+      return
+    }
+    if (cancel && this.queues.cancel(service, clientKey, id)) {
+      this.counters.cancelledInQueue++
+      return this.touch(service)
+    }
+    this.counters.drop('unknown-call')
   }
 
   private enqueue(req: QueuedRequest): void {
@@ -349,15 +375,22 @@ export class Broker {
     if (scan === undefined || scan.kind === 'malformed') return this.counters.drop('unreadable-reply')
     const clientKey = clientId.toString('latin1')
     const good: Buffer[] = []
+    let ended = 0
     for (let i = 0; i < scan.ends.length; i++) {
       const start = i === 0 ? 0 : scan.ends[i - 1]!
       const envelope = frame!.subarray(start, scan.ends[i])
-      const id = answeredId(envelope)
-      if (id !== undefined && this.workers.release(worker, clientKey, id) !== undefined) good.push(envelope)
-      else this.counters.drop('unknown-call')
+      const answer = answerOf(envelope)
+      // A stream's ITEM goes on while the worker holds its call; a REPLY or ERROR ends the call.
+      const belongs = answer !== undefined && (answer.ends ? this.workers.release(worker, clientKey, answer.id) !== undefined : this.workers.holds(worker, clientKey, answer.id))
+      if (!belongs) {
+        this.counters.drop('unknown-call')
+        continue
+      }
+      good.push(envelope)
+      if (answer.ends) ended++
     }
     if (good.length === 0) return
-    this.counters.service(worker.service).replies += good.length
+    this.counters.service(worker.service).replies += ended
     const joins = this.joiners.has(clientKey)
     if (joins && good.length === scan.ends.length) this.socket.pushWithHead(worker.replyHead, frame!, clientId, true)
     else for (const envelope of good) this.socket.pushWithHead(worker.replyHead, envelope, clientId, joins)
@@ -405,8 +438,8 @@ export class Broker {
         this.late(req)
         continue
       }
-      const { id, method, metadata, params } = req.request
-      const frame = left < req.request.timeoutMs ? encodeRequest(id, service, method, left, metadata, params) : req.frame
+      const { id, method, metadata, params, window, key } = req.request
+      const frame = left < req.request.timeoutMs ? encodeRequest(id, service, method, left, metadata, params, window, key) : req.frame
       if (!this.socket.pushWithHead(req.toWorker, frame, worker.id, worker.extended)) {
         this.refuse(req.clientId, service, id, 'send-failed', 'UNAVAILABLE', `the broker could not send the request to a ${service} worker (send queue full)`, NOT_STARTED)
         break

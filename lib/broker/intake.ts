@@ -1,7 +1,7 @@
 /**
- * What the broker reads of a message: the REQUEST envelopes of a client's frame, each on its own
- * (a zrpc client may join several calls for one service into one frame), and the answers in a
- * worker's REPLY, by header only: routing never opens params or results.
+ * What the broker reads of a message: the REQUEST, CANCEL and CREDIT envelopes of a client's frame,
+ * each on its own (a zrpc client may join several for one service into one frame), and the answers
+ * and stream items in a worker's REPLY, by header only: routing never opens params or results.
  */
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
 import { PROTOCOL_VERSION, Kind, parseFrame, type Envelope, type Malformed, type RequestEnvelope } from '../codec/envelope.js'
@@ -12,22 +12,33 @@ export function brokerLimits(maxMessageSize: number): CborLimits {
   return { ...DEFAULT_CBOR_LIMITS, maxBytes: maxMessageSize }
 }
 
-/** One envelope of a client's frame: a request to queue, or why not (with the id to answer when one could be read). */
-export type Intake = { ok: true; request: RequestEnvelope } | { ok: false; id: number | undefined; reason: string }
+/**
+ * One envelope of a client's frame: a request to queue, a CANCEL or CREDIT to route to the worker
+ * that holds the call, or why not (with the id to answer when one could be read).
+ */
+export type Intake =
+  | { ok: true; request: RequestEnvelope }
+  | { ok: 'follow-up'; id: number; cancel: boolean }
+  | { ok: false; id: number | undefined; reason: string }
 
 /** Checks one envelope read from a client's frame sent to MDP service `service`. */
 export function checkRequest(service: string, env: Envelope | Malformed): Intake {
   if (env.kind === 'malformed') return { ok: false, id: env.id, reason: env.reason }
-  if (env.kind !== Kind.Request) return { ok: false, id: env.id, reason: 'expected REQUEST envelopes' }
+  if (env.kind === Kind.Cancel || env.kind === Kind.Credit) return { ok: 'follow-up', id: env.id, cancel: env.kind === Kind.Cancel }
+  if (env.kind !== Kind.Request) return { ok: false, id: env.id, reason: 'expected REQUEST, CANCEL or CREDIT envelopes' }
   if (env.service !== service) return { ok: false, id: env.id, reason: `REQUEST for service ${env.service} sent to MDP service ${service}` }
   return { ok: true, request: env }
 }
 
-/** The call id a REPLY or ERROR envelope answers, read from its header; undefined for anything else. */
-export function answeredId(envelope: Uint8Array): number | undefined {
+/**
+ * The call a worker's envelope belongs to, read from its header: a REPLY or ERROR ends it, an ITEM
+ * (a stream's) does not. Undefined for anything else.
+ */
+export function answerOf(envelope: Uint8Array): { readonly id: number; readonly ends: boolean } | undefined {
   const header = peekHeader(envelope)
-  if (header === undefined || header.version !== PROTOCOL_VERSION || (header.kind !== Kind.Reply && header.kind !== Kind.Error)) return undefined
-  return header.id
+  if (header === undefined || header.version !== PROTOCOL_VERSION) return undefined
+  if (header.kind === Kind.Reply || header.kind === Kind.Error) return { id: header.id, ends: true }
+  return header.kind === Kind.Item ? { id: header.id, ends: false } : undefined
 }
 
 /** True when `body` is exactly one REPLY or ERROR envelope for call `id` (a plain MDP worker's answer). */

@@ -118,6 +118,18 @@ export class RequestQueues {
     return removed
   }
 
+  /** Removes this client's request `id` for `service` if it waits here (a CANCEL); true if it did. */
+  cancel(service: string, clientKey: string, id: number): boolean {
+    const queue = this.queues.get(service)
+    if (queue === undefined) return false
+    const at = queue.requests.findIndex((req) => req.request.id === id && req.clientKey === clientKey)
+    if (at < 0) return false
+    const [req] = queue.requests.splice(at, 1)
+    this.forget(queue, req!)
+    if (queue.requests.length === 0) this.queues.delete(service)
+    return true
+  }
+
   /** Removes everything (the broker is closing). */
   clear(): void {
     this.queues.clear()

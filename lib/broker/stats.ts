@@ -31,6 +31,10 @@ export interface BrokerStats {
   readonly rejected: Record<string, number>
   /** Requests dropped because their deadline passed while they were queued. */
   readonly expired: number
+  /** CANCELs that took a request out of the queue before a worker got it. */
+  readonly cancelledInQueue: number
+  /** CANCELs and CREDITs passed on to the worker holding their call. */
+  readonly followUps: number
   /** Bytes of requests waiting, all services. */
   readonly queuedBytes: number
   /** Service names waiting with no worker now (bounded by maxUnknownServices). */
@@ -53,6 +57,7 @@ const DROP_REASONS = [
   'bad-ready',
   'unknown-call',
   'unreadable-reply',
+  'follow-up-to-plain-worker',
 ]
 const REJECT_REASONS = ['queue-full', 'queue-bytes', 'total-bytes', 'unknown-services', 'no-service', 'expired', 'invalid', 'worker-lost', 'bad-reply', 'send-failed']
 
@@ -64,6 +69,8 @@ export class BrokerCounters {
   /** Names with waiting requests and no worker. */
   readonly workerless = new Set<string>()
   expired = 0
+  cancelledInQueue = 0
+  followUps = 0
 
   drop(reason: string): void {
     this.dropped[reason] = (this.dropped[reason] ?? 0) + 1
@@ -102,6 +109,8 @@ export class BrokerCounters {
       dropped: { ...this.dropped },
       rejected: { ...this.rejected },
       expired: this.expired,
+      cancelledInQueue: this.cancelledInQueue,
+      followUps: this.followUps,
       queuedBytes: queues.bytes,
       unknownServices: this.workerless.size,
       workerList,

@@ -167,6 +167,17 @@ export class WorkerRegistry {
     return req
   }
 
+  /** The worker of `service` that holds this client's call `id`, if one does. */
+  holder(service: string, clientKey: string, id: number): Worker | undefined {
+    for (const worker of this.byService.get(service)?.all ?? []) if (worker.held.get(clientKey)?.has(id) === true) return worker
+    return undefined
+  }
+
+  /** Whether `worker` holds this client's call `id`. */
+  holds(worker: Worker, clientKey: string, id: number): boolean {
+    return worker.held.get(clientKey)?.has(id) === true
+  }
+
   /** For a plain MDP worker: the one request it holds, whoever it is for. */
   only(worker: Worker): { clientKey: string; req: HeldRequest } | undefined {
     for (const [clientKey, calls] of worker.held) for (const req of calls.values()) return { clientKey, req }

@@ -43,6 +43,15 @@ export const ENVELOPE_LIMITS: EnvelopeLimits = {
   maxMetadataTextBytes: 8 * 1024,
 }
 
+/** Bytes of a REQUEST's call key (item 9): enough for a 128-bit nonce and a counter, bounded for the server's record. */
+export const MAX_CALL_KEY_BYTES = 64
+
+/**
+ * Credit a stream's sender may hold at once: a REQUEST's window, and what CREDITs add to it, count up
+ * to this; more is not an error, the excess is ignored (a receiver cannot gain by granting more).
+ */
+export const MAX_STREAM_CREDIT = 65_536
+
 /**
  * Why metadata would be refused by a receiver, or undefined when it is acceptable: it must be null or
  * a map of text to text within {@link ENVELOPE_LIMITS} (64 entries, 8 KiB of text). A receiver

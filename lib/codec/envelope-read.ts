@@ -4,9 +4,12 @@
  *
  * ```
  *   REQUEST  88 01 00 id service method timeoutMs (f6 | small map of ASCII text) params:bstr
+ *            89|8a ...                  params:bstr (f6 | window) [f6 | key:bstr]
  *   REPLY    84 01 01 id result:bstr
  *   ERROR    85|86 01 02 id code message [f6]        code a known status, code and message ASCII
  *   CANCEL   83 01 03 id
+ *   ITEM     84 01 06 id payload:bstr
+ *   CREDIT   84 01 07 id n
  * ```
  * Anything else (another version, extra items, non-ASCII text, details, large metadata, an id past
  * 2^53 - 1) returns undefined and is read by cbor-x as before: this reader only takes shapes whose
@@ -15,8 +18,8 @@
  * guarantees every head and string read here lies inside them.
  */
 import { isStatusCode } from '../errors.js'
-import { checkMetadata } from './envelope-limits.js'
-import type { Envelope, Metadata } from './envelope.js'
+import { MAX_CALL_KEY_BYTES, MAX_STREAM_CREDIT, checkMetadata } from './envelope-limits.js'
+import type { Envelope, Metadata, RequestEnvelope } from './envelope.js'
 
 const MAX_ID = Number.MAX_SAFE_INTEGER
 /** Metadata entries read by hand; more go to cbor-x. */
@@ -124,6 +127,25 @@ function bytes(b: Uint8Array): Uint8Array | undefined {
   return b.subarray(start, pos)
 }
 
+/** A REQUEST's window (item 8) and key (item 9), when they are null or in range; else undefined for cbor-x. */
+function withExtras(b: Uint8Array, count: number, request: Writable<RequestEnvelope>): RequestEnvelope | undefined {
+  if (b[pos] === 0xf6) pos++
+  else {
+    const window = uint(b)
+    if (window <= 0 || window > MAX_STREAM_CREDIT) return undefined
+    request.window = window
+  }
+  if (count === 10) {
+    if (b[pos] === 0xf6) return request
+    const key = bytes(b)
+    if (key === undefined || key.length === 0 || key.length > MAX_CALL_KEY_BYTES) return undefined
+    request.key = key
+  }
+  return request
+}
+
+type Writable<T> = { -readonly [K in keyof T]: T[K] }
+
 /**
  * Reads one envelope of a common shape, or returns undefined for cbor-x to read. `b` holds exactly
  * one item that passed the profile scan.
@@ -137,16 +159,16 @@ export function readCommonEnvelope(b: Uint8Array): Envelope | undefined {
   pos = 0
   if (head(b) !== 4) return undefined
   const count = arg
-  // Version 1 and a kind of 0..3, each in its one-byte head.
+  // Version 1 and a kind of 0..3 or 6..7, each in its one-byte head.
   if (count < 3 || b[pos] !== 0x01) return undefined
   const kind = b[pos + 1]!
   pos += 2
-  if (kind > 3) return undefined
+  if (kind > 7 || kind === 4 || kind === 5) return undefined
   const id = uint(b)
   if (id < 0) return undefined
   switch (kind) {
     case 0: {
-      if (count !== 8) return undefined
+      if (count < 8 || count > 10) return undefined
       const service = text(b)
       if (service === undefined) return undefined
       const method = text(b)
@@ -157,7 +179,8 @@ export function readCommonEnvelope(b: Uint8Array): Envelope | undefined {
       if (meta === undefined) return undefined
       const params = bytes(b)
       if (params === undefined) return undefined
-      return { kind: 0, id, service, method, timeoutMs, metadata: meta, params }
+      if (count === 8) return { kind: 0, id, service, method, timeoutMs, metadata: meta, params }
+      return withExtras(b, count, { kind: 0, id, service, method, timeoutMs, metadata: meta, params })
     }
     case 1: {
       if (count !== 4) return undefined
@@ -171,6 +194,16 @@ export function readCommonEnvelope(b: Uint8Array): Envelope | undefined {
       const message = text(b)
       if (message === undefined || (count === 6 && b[pos] !== 0xf6)) return undefined
       return { kind: 2, id, code, message, details: null }
+    }
+    case 6: {
+      if (count !== 4) return undefined
+      const payload = bytes(b)
+      return payload === undefined ? undefined : { kind: 6, id, payload }
+    }
+    case 7: {
+      if (count !== 4) return undefined
+      const n = uint(b)
+      return n < 0 || n > MAX_STREAM_CREDIT ? undefined : { kind: 7, id, n }
     }
     default:
       return count === 3 ? { kind: 3, id } : undefined

@@ -5,7 +5,10 @@
  *
  * ```
  *   REQUEST  88 01 00 id service:tstr method:tstr timeoutMs f6 params:bstr
+ *            89 ... params:bstr window                 a stream's REQUEST
+ *            8a ... params:bstr (window | f6) key:bstr  with a call key
  *   REPLY    84 01 01 id result:bstr
+ *   ITEM     84 01 06 id payload:bstr
  * ```
  */
 import { headSize, writeHead } from './cbor-heads.js'
@@ -15,6 +18,7 @@ import { writeText } from './envelope-heads.js'
 const VERSION = 1
 const REQUEST = 0
 const REPLY = 1
+const ITEM = 6
 
 /**
  * Bytes of a REQUEST without metadata, for {@link writeRequest}: `serviceBytes` and `methodBytes`
@@ -25,8 +29,10 @@ const REPLY = 1
  * const size = requestSize(id, Buffer.byteLength(service), Buffer.byteLength(method), timeoutMs, params.length)
  * ```
  */
-export function requestSize(id: number, serviceBytes: number, methodBytes: number, timeoutMs: number, paramsLength: number): number {
-  return 3 + headSize(id) + headSize(serviceBytes) + serviceBytes + headSize(methodBytes) + methodBytes + headSize(timeoutMs) + 1 + headSize(paramsLength) + paramsLength
+export function requestSize(id: number, serviceBytes: number, methodBytes: number, timeoutMs: number, paramsLength: number, window?: number, key?: Uint8Array): number {
+  const size = 3 + headSize(id) + headSize(serviceBytes) + serviceBytes + headSize(methodBytes) + methodBytes + headSize(timeoutMs) + 1 + headSize(paramsLength) + paramsLength
+  if (key !== undefined) return size + (window === undefined ? 1 : headSize(window)) + headSize(key.length) + key.length
+  return window === undefined ? size : size + headSize(window)
 }
 
 /**
@@ -49,8 +55,10 @@ export function writeRequest(
   methodBytes: number,
   timeoutMs: number,
   params: Uint8Array,
+  window?: number,
+  key?: Uint8Array,
 ): number {
-  out[pos] = 0x88
+  out[pos] = key !== undefined ? 0x8a : window !== undefined ? 0x89 : 0x88
   out[pos + 1] = VERSION
   out[pos + 2] = REQUEST
   let at = writeHead(out, pos + 3, 0, id)
@@ -60,7 +68,15 @@ export function writeRequest(
   out[at++] = 0xf6
   at = writeHead(out, at, 2, params.length)
   out.set(params, at)
-  return at + params.length
+  at += params.length
+  if (window !== undefined) at = writeHead(out, at, 0, window)
+  else if (key !== undefined) out[at++] = 0xf6
+  if (key !== undefined) {
+    at = writeHead(out, at, 2, key.length)
+    out.set(key, at)
+    at += key.length
+  }
+  return at
 }
 
 /**
@@ -114,5 +130,31 @@ export class LazyReply {
 
   writeTo(out: Buffer, pos: number): number {
     return writeReply(out, pos, this.id, this.result)
+  }
+}
+
+/**
+ * An ITEM of a stream written straight into the frame that carries it, as {@link LazyReply}: the
+ * bytes cbor-x writes for `[1, 6, id, payload]`.
+ *
+ * @example
+ * ```ts
+ * socket.push(new LazyItem(id, payload), peer)
+ * ```
+ */
+export class LazyItem {
+  readonly byteLength: number
+
+  constructor(
+    readonly id: number,
+    readonly payload: Uint8Array,
+  ) {
+    this.byteLength = replySize(id, payload.length)
+  }
+
+  writeTo(out: Buffer, pos: number): number {
+    const end = writeReply(out, pos, this.id, this.payload)
+    out[pos + 2] = ITEM
+    return end
   }
 }

@@ -7,11 +7,15 @@
  * (id, deadline) without touching the payload.
  *
  * ```
- *   REQUEST  [1, 0, id, service, method, timeoutMs, metadata | null, params: bstr, ...]
- *   REPLY    [1, 1, id, result: bstr, ...]
+ *   REQUEST  [1, 0, id, service, method, timeoutMs, metadata | null, params: bstr, window | null, key | null, ...]
+ *   REPLY    [1, 1, id, result: bstr, ...]            ends a call (a stream: its last message, result null)
  *   ERROR    [1, 2, id, code: tstr, message: tstr, details | null, ...]
  *   CANCEL   [1, 3, id, ...]
- *   4..15    reserved (heartbeat, streams): a server answers UNIMPLEMENTED, a client ignores them
+ *   PING     [1, 4, id]   PONG [1, 5, id]             heartbeats
+ *   ITEM     [1, 6, id, payload: bstr, ...]           one item of a stream (either direction)
+ *   CREDIT   [1, 7, id, n, ...]                       the stream's receiver lets its sender send n more ITEMs
+ *   END      [1, 8, id, ...]                          reserved: a client's half-close (client streams)
+ *   9..15    reserved: a server answers UNIMPLEMENTED, a client ignores them
  *   ...      items a later minor version appends, ignored
  * ```
  * A frame is read in two steps: {@link scanFrame} finds the envelopes in one pass over the bytes and
@@ -21,18 +25,18 @@
 import { isStatusCode, type StatusCode } from '../errors.js'
 import { CborProfileError, DEFAULT_CBOR_LIMITS, decodeChecked, encodeCbor, scanCborSequence, type CborLimits } from './cbor.js'
 import { peekHeader } from './envelope-heads.js'
-import { checkMetadata, envelopeCborLimits } from './envelope-limits.js'
+import { MAX_CALL_KEY_BYTES, MAX_STREAM_CREDIT, checkMetadata, envelopeCborLimits } from './envelope-limits.js'
 import { readCommonEnvelope } from './envelope-read.js'
 import { replySize, requestSize, writeReply, writeRequest } from './envelope-write.js'
 import { capText, describe } from './envelope-text.js'
 
-export { ENVELOPE_LIMITS, MAX_JOINED_FRAME_BYTES, MIN_MAX_MESSAGE_SIZE, checkMetadata, type EnvelopeLimits } from './envelope-limits.js'
+export { ENVELOPE_LIMITS, MAX_CALL_KEY_BYTES, MAX_JOINED_FRAME_BYTES, MAX_STREAM_CREDIT, MIN_MAX_MESSAGE_SIZE, checkMetadata, type EnvelopeLimits } from './envelope-limits.js'
 export { MAX_PEER_TEXT } from './envelope-text.js'
-export { LazyReply, replySize, requestSize, writeReply, writeRequest } from './envelope-write.js'
+export { LazyItem, LazyReply, replySize, requestSize, writeReply, writeRequest } from './envelope-write.js'
 
 export const PROTOCOL_VERSION = 1
 
-export const Kind = { Request: 0, Reply: 1, Error: 2, Cancel: 3, Ping: 4, Pong: 5 } as const
+export const Kind = { Request: 0, Reply: 1, Error: 2, Cancel: 3, Ping: 4, Pong: 5, Item: 6, Credit: 7, End: 8 } as const
 export type Kind = (typeof Kind)[keyof typeof Kind]
 
 /** Call metadata: string keys to string values, like gRPC's. */
@@ -48,6 +52,10 @@ export interface RequestEnvelope {
   readonly metadata: Metadata | null
   /** CBOR bytes of the params; decoded only by the handler's side. */
   readonly params: Uint8Array
+  /** Set when the REQUEST opens a stream: ITEMs the server may send before a CREDIT (item 8). */
+  readonly window?: number
+  /** The call key (item 9), the same in every attempt of one call: a server that ran it answers a retry from its record. */
+  readonly key?: Uint8Array
 }
 
 export interface ReplyEnvelope {
@@ -81,7 +89,27 @@ export interface PongEnvelope {
   readonly id: number
 }
 
-export type Envelope = RequestEnvelope | ReplyEnvelope | ErrorEnvelope | CancelEnvelope | PingEnvelope | PongEnvelope
+/** One item of stream `id`: CBOR bytes of a value of the method's item schema. */
+export interface ItemEnvelope {
+  readonly kind: typeof Kind.Item
+  readonly id: number
+  readonly payload: Uint8Array
+}
+
+/** The receiver of stream `id` lets its sender send `n` more ITEMs. */
+export interface CreditEnvelope {
+  readonly kind: typeof Kind.Credit
+  readonly id: number
+  readonly n: number
+}
+
+/** Reserved for client streams: the client will send no more ITEMs on call `id`. */
+export interface EndEnvelope {
+  readonly kind: typeof Kind.End
+  readonly id: number
+}
+
+export type Envelope = RequestEnvelope | ReplyEnvelope | ErrorEnvelope | CancelEnvelope | PingEnvelope | PongEnvelope | ItemEnvelope | CreditEnvelope | EndEnvelope
 
 /**
  * An envelope that could not be accepted. `id` is set when the envelope was readable far enough to
@@ -121,12 +149,19 @@ export function encodeRequest(
   timeoutMs: number,
   metadata: Metadata | null,
   params: Uint8Array,
+  window?: number,
+  key?: Uint8Array,
 ): Buffer {
-  if (metadata !== null) return encodeCbor([PROTOCOL_VERSION, Kind.Request, id, service, method, timeoutMs, metadata, params])
+  if (metadata !== null) {
+    const items: unknown[] = [PROTOCOL_VERSION, Kind.Request, id, service, method, timeoutMs, metadata, params]
+    if (window !== undefined || key !== undefined) items.push(window ?? null)
+    if (key !== undefined) items.push(key)
+    return encodeCbor(items)
+  }
   const serviceBytes = Buffer.byteLength(service)
   const methodBytes = Buffer.byteLength(method)
-  const out = Buffer.allocUnsafe(requestSize(id, serviceBytes, methodBytes, timeoutMs, params.length))
-  writeRequest(out, 0, id, service, serviceBytes, method, methodBytes, timeoutMs, params)
+  const out = Buffer.allocUnsafe(requestSize(id, serviceBytes, methodBytes, timeoutMs, params.length, window, key))
+  writeRequest(out, 0, id, service, serviceBytes, method, methodBytes, timeoutMs, params, window, key)
   return out
 }
 
@@ -150,6 +185,14 @@ export function encodePing(id: number): Buffer {
 
 export function encodePong(id: number): Buffer {
   return encodeCbor([PROTOCOL_VERSION, Kind.Pong, id])
+}
+
+export function encodeCredit(id: number, n: number): Buffer {
+  return encodeCbor([PROTOCOL_VERSION, Kind.Credit, id, n])
+}
+
+export function encodeItem(id: number, payload: Uint8Array): Buffer {
+  return encodeCbor([PROTOCOL_VERSION, Kind.Item, id, payload])
 }
 
 /** An unsigned integer up to MAX_ID as a number; cbor-x reads 64-bit heads as bigints, so accept those too. */
@@ -186,7 +229,19 @@ export function toEnvelope(item: unknown): Envelope | Malformed {
       const metadataProblem = checkMetadata(metadata)
       if (metadataProblem !== undefined) return malformed(knownId, 'INVALID_ARGUMENT', metadataProblem)
       if (!isBytes(params)) return malformed(knownId, 'INVALID_ARGUMENT', 'params must be a byte string')
-      return { kind: Kind.Request, id: knownId, service, method, timeoutMs, metadata: metadata as Metadata | null, params }
+      const request: { -readonly [K in keyof RequestEnvelope]: RequestEnvelope[K] } = { kind: Kind.Request, id: knownId, service, method, timeoutMs, metadata: metadata as Metadata | null, params }
+      const window = item[8] as unknown
+      if (window !== undefined && window !== null) {
+        const n = asUint(window)
+        if (n === undefined || n === 0) return malformed(knownId, 'INVALID_ARGUMENT', 'window must be null or a positive integer')
+        request.window = Math.min(n, MAX_STREAM_CREDIT)
+      }
+      const key = item[9] as unknown
+      if (key !== undefined && key !== null) {
+        if (!isBytes(key) || key.length === 0 || key.length > MAX_CALL_KEY_BYTES) return malformed(knownId, 'INVALID_ARGUMENT', `key must be null or a byte string of 1 to ${MAX_CALL_KEY_BYTES} bytes`)
+        request.key = key
+      }
+      return request
     }
     case Kind.Reply: {
       const result = item[3] as unknown
@@ -201,6 +256,18 @@ export function toEnvelope(item: unknown): Envelope | Malformed {
       return { kind: Kind.Ping, id: knownId }
     case Kind.Pong:
       return { kind: Kind.Pong, id: knownId }
+    case Kind.Item: {
+      const payload = item[3] as unknown
+      if (!isBytes(payload)) return malformed(knownId, 'INVALID_ARGUMENT', 'item envelope must be [1, 6, id, bytes, ...]')
+      return { kind: Kind.Item, id: knownId, payload }
+    }
+    case Kind.Credit: {
+      const n = asUint(item[3])
+      if (n === undefined) return malformed(knownId, 'INVALID_ARGUMENT', 'credit envelope must be [1, 7, id, n, ...]')
+      return { kind: Kind.Credit, id: knownId, n: Math.min(n, MAX_STREAM_CREDIT) }
+    }
+    case Kind.End:
+      return { kind: Kind.End, id: knownId }
     default: {
       const reason = `unknown message kind ${describe(kind)}`
       const unknownKind = asUint(kind)
@@ -373,8 +440,11 @@ function overLimit(bytes: Uint8Array, why: string): Envelope | Malformed {
   switch (kind) {
     case Kind.Request:
     case Kind.Cancel:
+    case Kind.Credit:
+    case Kind.End:
       return malformed(id, 'INVALID_ARGUMENT', reason)
     case Kind.Reply:
+    case Kind.Item:
       return malformed(id, 'INTERNAL', reason)
     case Kind.Error:
       return { kind: Kind.Error, id, code: 'UNKNOWN', message: `error ${reason}`, details: null }

@@ -4,8 +4,8 @@
  *
  * ```
  *   worker  ->  [ '' ][ 'MDPW01' ][ 0x01 ][ service ][ { credit: N } ]       READY (per socket)
- *   broker  ->  [ '' ][ 'MDPW01' ][ 0x02 ][ client ][ '' ][ REQUEST... ]
- *   worker  ->  [ '' ][ 'MDPW01' ][ 0x03 ][ client ][ '' ][ REPLY / ERROR... ]
+ *   broker  ->  [ '' ][ 'MDPW01' ][ 0x02 ][ client ][ '' ][ REQUEST / CANCEL / CREDIT... ]
+ *   worker  ->  [ '' ][ 'MDPW01' ][ 0x03 ][ client ][ '' ][ REPLY / ERROR / ITEM... ]
  *   either  <>  [ '' ][ 'MDPW01' ][ 0x04 ]                                   HEARTBEAT (each beat answered)
  *   either  <>  [ '' ][ 'MDPW01' ][ 0x05 ]                                   DISCONNECT
  * ```
@@ -213,9 +213,18 @@ export class BrokerWorker {
     }
     for (let i = 0; i < scan.ends.length; i++) {
       const env = readEnvelope(frame!, scan, i)
+      // A zrpc broker passes on a caller's CANCEL and CREDIT for the calls this worker holds.
+      if (env.kind === Kind.Credit) {
+        this.dispatcher.credit(route.peer, env.id, env.n)
+        continue
+      }
+      if (env.kind === Kind.Cancel) {
+        this.cancel(route, env.id)
+        continue
+      }
       if (env.kind !== Kind.Request) {
         this.stats.malformed++
-        this.reply(route, encodeError(env.id ?? 0, 'INVALID_ARGUMENT', env.kind === 'malformed' ? env.reason : 'expected REQUEST envelopes'))
+        this.reply(route, encodeError(env.id ?? 0, 'INVALID_ARGUMENT', env.kind === 'malformed' ? env.reason : 'expected REQUEST, CANCEL or CREDIT envelopes'))
         continue
       }
       // A broker that sends more than the credit gets each extra request answered all the same.
@@ -236,12 +245,29 @@ export class BrokerWorker {
       this.held.add(held)
       this.stats.holding = this.held.size
       this.deadlines.add(held.deadline, held)
-      this.dispatcher.handle(env, route.peer, (out, id) => {
+      this.dispatcher.handle(env, route.peer, (out, id, more) => {
         if (out.byteLength > this.options.maxMessageSize) {
           out = encodeError(id, 'RESOURCE_EXHAUSTED', `reply of ${out.byteLength} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
+          more = false
         }
-        this.answer(held, out)
+        // A stream's ITEM goes out while the request stays held; its REPLY or ERROR ends it.
+        if (more === true) {
+          if (!held.answered && held.route.socket === this.socket) this.reply(held.route, out)
+        } else this.answer(held, out)
       })
+    }
+  }
+
+  /**
+   * The caller cancelled call `id`: its handler's signal aborts, and the worker answers CANCELLED at
+   * once, so the broker frees the credit (the caller has already ended the call and drops the answer).
+   */
+  private cancel(route: Route, id: number): void {
+    for (const held of this.held) {
+      if (held.id !== id || held.route.peer !== route.peer) continue
+      this.dispatcher.cancel(route.peer, id)
+      this.answer(held, encodeError(id, 'CANCELLED', 'cancelled by the caller'))
+      return
     }
   }
 

@@ -9,7 +9,7 @@
  *   client  <--call.succeeded(bytes) / call.failed(err)--  channel (after taking it out of both)
  * ```
  */
-import type { RpcError } from '../errors.js'
+import { RpcError } from '../errors.js'
 import { writeRequest, type Metadata } from '../codec/envelope.js'
 import type { LazyBody } from '../transport/send-queue.js'
 import type { ReplyTarget } from './channel-replies.js'
@@ -36,6 +36,10 @@ export abstract class ChannelCall implements ReplyTarget, LazyBody {
   serviceBytes = 0
   methodBytes = 0
   byteLength = 0
+  /** Set for a stream: the window its REQUEST grants the server (ITEMs before a CREDIT). */
+  window: number | undefined = undefined
+  /** Set for a call a server may answer from its record: the same in every attempt (REQUEST item 9). */
+  key: Uint8Array | undefined = undefined
 
   constructor(
     readonly service: string,
@@ -54,9 +58,14 @@ export abstract class ChannelCall implements ReplyTarget, LazyBody {
   /** The call ended without a reply (error, deadline, signal, lost connection, close): the channel has let go of it. */
   abstract failed(err: RpcError): void
 
+  /** An ITEM for this call; a unary call cannot take one: the server and this client disagree on the contract. */
+  item(_payload: Uint8Array): void {
+    this.reject(new RpcError('INTERNAL', `the server sent stream items for ${this.service}.${this.method}, which this client's contract says is unary`))
+  }
+
   /** Writes the REQUEST envelope (no metadata) the channel sized in `byteLength`. */
   writeTo(out: Buffer, pos: number): number {
-    return writeRequest(out, pos, this.id, this.service, this.serviceBytes, this.method, this.methodBytes, this.timeoutMs, this.params)
+    return writeRequest(out, pos, this.id, this.service, this.serviceBytes, this.method, this.methodBytes, this.timeoutMs, this.params, this.window, this.key)
   }
 
   /** Ends the call with its result (called by the channel's receive side). */

@@ -1,7 +1,7 @@
 /**
  * The receive side of a channel: which received envelope may end which call.
  *
- * A REPLY or ERROR ends the written call with its id. Everything else is dropped and counted, never
+ * A REPLY or ERROR ends the written call with its id; an ITEM goes to the stream with its id. Everything else is dropped and counted, never
  * allowed to end a call it does not belong to:
  * ```
  *   message of another shape                       malformed
@@ -24,8 +24,12 @@ export interface ReplyTarget {
   readonly sent: boolean
   /** `performance.now()` when the channel took it: its answer time feeds the endpoint's latency average. */
   readonly sentAt: number
+  /** Set for a stream (its end is not an answer time). */
+  readonly window: number | undefined
   resolve(result: Uint8Array): void
   reject(err: RpcError): void
+  /** An ITEM of a stream (a unary call rejects it). */
+  item(payload: Uint8Array): void
 }
 
 /** What the receive side counts. */
@@ -81,13 +85,14 @@ function deliverOne(env: Envelope | Malformed, from: string | undefined, ctx: Re
   }
   // A PONG needs nothing more: the channel has already heard from the server by reading this frame.
   if (env.kind === Kind.Pong) return
-  if (env.kind === Kind.Request || env.kind === Kind.Cancel || env.kind === Kind.Ping) {
+  if (env.kind === Kind.Request || env.kind === Kind.Cancel || env.kind === Kind.Ping || env.kind === Kind.Credit || env.kind === Kind.End) {
     ctx.counters.malformed++
     return
   }
   const call = callFor(env.id, from, ctx)
   if (call === undefined) return
-  ctx.answered(call)
+  if (env.kind === Kind.Item) return call.item(env.payload)
+  if (call.window === undefined) ctx.answered(call)
   // The codec has already turned an ERROR whose code is unknown or not text into UNKNOWN.
   if (env.kind === Kind.Reply) call.resolve(env.result)
   else call.reject(new RpcError(env.code, env.message, env.details ?? undefined))

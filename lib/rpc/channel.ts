@@ -9,12 +9,13 @@
  * waits on the channel's one DeadlineWheel (at most 5 ms late, never early) instead of a timer per call.
  *
  * ```
- *   DEALER  ->  [ frame: CBOR sequence of REQUEST / CANCEL envelopes ]
- *           <-  [ frame: CBOR sequence of REPLY / ERROR envelopes ]
+ *   DEALER  ->  [ frame: CBOR sequence of REQUEST / CANCEL / CREDIT / PING envelopes ]
+ *           <-  [ frame: CBOR sequence of REPLY / ERROR / ITEM / PONG envelopes ]
  * ```
- * Through a Majordomo broker frames ride in MDP client messages instead (see framing.ts).
- * There a CANCEL cannot reach the worker: cancelling or timing out ends the call here only, and the
- * worker's `ctx.signal` aborts at the deadline, which travels in the request.
+ * Through a Majordomo broker frames ride in MDP client messages instead (see framing.ts). A CANCEL
+ * or CREDIT reaches the worker only through a zrpc broker; through another, cancelling or timing
+ * out ends the call here only, and the worker's `ctx.signal` aborts at the deadline, which travels
+ * in the request. A stream call (`window` set) waits until the broker has said it carries streams.
  *
  * Connection state (gRPC's fail-fast): a call is written only while the socket is `ready`. While it
  * is `connecting` the call waits for the outcome; while it is `failing` (refused, unresolvable) the
@@ -25,7 +26,7 @@
  */
 import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
-import { MAX_ID, encodeCancel, encodePing, encodeRequest, requestSize } from '../codec/envelope.js'
+import { MAX_ID, encodeCancel, encodeCredit, encodePing, encodeRequest, requestSize } from '../codec/envelope.js'
 import type { Body } from '../transport/send-queue.js'
 import { TransportSocket, type ConnectionState } from '../transport/socket.js'
 import { LatencyAverage } from './balancer.js'
@@ -138,7 +139,10 @@ export class Channel {
       {
         onMessage: (frames) => {
           this.heard()
+          const streams = this.framing.streams
           deliver(frames, this.replies)
+          // A broker has said whether it carries streams: the streams waiting for that go, or fail.
+          if (this.framing.streams !== streams) this.sendWaiting(this.state)
         },
         onState: (state) => this.onState(state),
       },
@@ -226,7 +230,18 @@ export class Channel {
       call.onAbort = () => this.abort(call)
       signal.addEventListener('abort', call.onAbort, { once: true })
     }
-    if (state === 'ready') this.send(call, frame)
+    if (state === 'ready') this.sendOrHold(call, frame)
+  }
+
+  /** Lets stream `call` send `n` more items (a CREDIT), if it is still in flight here. */
+  grant(call: ChannelCall, n: number): void {
+    if (this.pending.get(call.id) !== call || !call.sent || !this.framing.canCancel) return
+    this.framing.push(this.socket, call.service, encodeCredit(call.id, n))
+  }
+
+  /** Ends `call` with CANCELLED, and tells the server when the call reached it. */
+  cancel(call: ChannelCall): void {
+    this.abort(call)
   }
 
   /** Takes an ended call out of the table, the wheel and its signal. */
@@ -304,13 +319,23 @@ export class Channel {
       call.timeoutMs = remaining
       call.serviceBytes = this.lastServiceBytes
       call.methodBytes = this.lastMethodBytes
-      call.byteLength = requestSize(id, call.serviceBytes, call.methodBytes, remaining, params.length)
+      call.byteLength = requestSize(id, call.serviceBytes, call.methodBytes, remaining, params.length, call.window, call.key)
       frame = call
-    } else frame = encodeRequest(id, service, method, remaining, metadata, params)
+    } else frame = encodeRequest(id, service, method, remaining, metadata, params, call.window, call.key)
     if (frame.byteLength > this.options.maxMessageSize) {
       return new RpcError('RESOURCE_EXHAUSTED', `request of ${frame.byteLength} bytes exceeds maxMessageSize ${this.options.maxMessageSize}`)
     }
     return frame
+  }
+
+  /** Sends `call` on a ready connection, unless it is a stream that must wait for the broker to say it carries streams. */
+  private sendOrHold(call: ChannelCall, frame: Body): void {
+    if (call.window === undefined) return this.send(call, frame)
+    const streams = this.framing.streams
+    if (streams === true) return this.send(call, frame)
+    if (streams === false) {
+      call.reject(new RpcError('UNIMPLEMENTED', `streams through a broker need a zrpc broker; the broker at ${this.endpoint} does not answer mmi.zrpc`, { notStarted: true, broker: true }))
+    }
   }
 
   private send(call: ChannelCall, frame: Body): void {
@@ -356,7 +381,7 @@ export class Channel {
       if (state === 'ready') {
         const frame = this.encode(call, id, call.deadline - Date.now())
         if (frame instanceof RpcError) call.reject(frame)
-        else this.send(call, frame)
+        else this.sendOrHold(call, frame)
       } else if (state === 'failing' && !call.waitForReady) {
         this.counters.failedFast++
         call.reject(this.unreachable())

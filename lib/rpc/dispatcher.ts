@@ -21,6 +21,7 @@ import type { Body } from '../transport/send-queue.js'
 import { atDeadline } from './deadline-timer.js'
 import { CallDeadlines } from './dispatch-deadlines.js'
 import { ActiveCall, PeerCalls, QUEUED_CALL_OVERHEAD_BYTES, type CallContext, type ReplyFn } from './peer-calls.js'
+import { pumpStream } from './stream-pump.js'
 
 export type { CallContext, ReplyFn } from './peer-calls.js'
 
@@ -28,7 +29,12 @@ export type { CallContext, ReplyFn } from './peer-calls.js'
  * A handler on bytes: params CBOR in, result CBOR out. The typed layer builds these. A handler that
  * has its result at once may return it (or throw) without a promise: the call is answered on the spot.
  */
-export type RawHandler = (params: Uint8Array, ctx: CallContext) => Promise<Uint8Array> | Uint8Array
+export type RawUnaryHandler = ((params: Uint8Array, ctx: CallContext) => Promise<Uint8Array> | Uint8Array) & { readonly stream?: undefined }
+
+/** A stream's handler on bytes: params CBOR in, an iterator of item CBOR out (pulled only with credit). */
+export type RawStreamHandler = ((params: Uint8Array, ctx: CallContext) => AsyncIterator<Uint8Array>) & { readonly stream: true }
+
+export type RawHandler = RawUnaryHandler | RawStreamHandler
 
 /**
  * Names the caller's connection: a number the transport interned for it once (a ROUTER peer), or a
@@ -158,6 +164,10 @@ export class Dispatcher {
     }
     const handler = this.lookup(request.service, request.method)
     if (handler === undefined) return this.refuse(request, reply, 'UNIMPLEMENTED', `unknown method ${request.service}.${request.method}`)
+    if ((handler.stream === true) !== (request.window !== undefined)) {
+      const [is, says] = handler.stream === true ? ['a stream', 'unary'] : ['unary', 'a stream']
+      return this.refuse(request, reply, 'FAILED_PRECONDITION', `${request.service}.${request.method} is ${is} here, but the caller's contract says ${says}`)
+    }
     if (request.timeoutMs === 0) return this.refuse(request, reply, 'DEADLINE_EXCEEDED', 'call arrived with no time left')
     if (calls === undefined) {
       calls = new PeerCalls(peer, this.deadlines)
@@ -215,6 +225,12 @@ export class Dispatcher {
     this.release(calls)
   }
 
+  /** A CREDIT from `peer` for stream `id`: it may send `n` more items. Ignored for any other call. */
+  credit(peer: PeerKey, id: number, n: number): void {
+    const call = this.peers.get(peer)?.live.get(id)
+    if (call !== undefined && call.isStream && !call.ended) call.grant(n)
+  }
+
   /** `peer` went away: its running calls are aborted (CANCELLED), its queued ones dropped; nothing is sent. */
   peerLeft(peer: PeerKey): void {
     const calls = this.peers.get(peer)
@@ -253,6 +269,14 @@ export class Dispatcher {
       this.release(calls)
     }
     this.ring.length = 0
+    // A stream may never end by itself (a tail): streams end now, unary calls get the grace period.
+    for (const calls of this.peers.values()) {
+      for (const call of [...calls.live.values()]) {
+        if (!call.isStream) continue
+        call.abort(new RpcError('UNAVAILABLE', 'server is shutting down'))
+        this.finish(call, encodeError(call.id, 'UNAVAILABLE', 'server shut down during the stream; the items already sent stand'))
+      }
+    }
     if (this.running > 0) {
       let timer: { clear(): void } | undefined
       await Promise.race([
@@ -274,7 +298,8 @@ export class Dispatcher {
     call.peer.running++
     let result: Promise<Uint8Array> | Uint8Array
     try {
-      result = call.handler(call.params, call)
+      const handler = call.handler
+      result = handler.stream === true ? pumpStream(call, handler(call.params, call)) : handler(call.params, call)
     } catch (err) {
       return this.settle(call, this.errorFrame(call, err))
     }

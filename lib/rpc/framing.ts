@@ -10,6 +10,8 @@
  * Through a broker, the calls of one turn for one service are joined into one frame only once the
  * broker has answered `mmi.zrpc` with 200 (a zrpc broker, which splits them); until then, and with
  * any other broker (the guide's reference answers 501), each call rides in a message of its own.
+ * CANCEL and CREDIT go only to a zrpc broker (it routes them to the worker holding the call), and
+ * streams wait for its answer: another broker would take each of them for a new request.
  */
 import { MDPC01, isHeader } from '../../patterns/majordomo-protocol.js'
 import type { Body } from '../transport/send-queue.js'
@@ -31,8 +33,13 @@ export interface Unwrapped {
 export interface Framing {
   /** Frames may be joined by the socket's send queue at all (each push still says whether this one may). */
   readonly coalesce: boolean
-  /** A CANCEL can reach the server. Through MDP/0.1 it cannot: there is no way to address the worker. */
+  /**
+   * A CANCEL or CREDIT can reach the server. Through a plain 7/MDP broker it cannot (there is no way
+   * to address the worker); a zrpc broker routes them to the worker that holds the call.
+   */
   readonly canCancel: boolean
+  /** Streams can travel: true direct and through a zrpc broker, false through another broker, undefined until the broker has said which it is. */
+  readonly streams: boolean | undefined
   /**
    * Every received message must carry exactly one envelope (a broker not known to check replies).
    * A message that breaks this is dropped whole: a broker that relays whatever workers send would
@@ -51,6 +58,7 @@ export interface Framing {
 export const directFraming: Framing = {
   coalesce: true,
   canCancel: true,
+  streams: true,
   oneReplyPerMessage: false,
   push: (socket, _service, frame) => socket.push(frame),
   unwrap: (message) => (message.length === 1 ? { frame: message[0]! } : undefined),
@@ -67,9 +75,15 @@ export function mdpFraming(): Framing {
   /** `[] MDPC01 <service>` per service: one array per name, so the send queue joins the calls behind it. */
   const heads = new Map<string, readonly Buffer[]>()
   let zrpcBroker = false
+  let answered = false
   return {
     coalesce: true,
-    canCancel: false,
+    get canCancel() {
+      return zrpcBroker
+    },
+    get streams() {
+      return answered ? zrpcBroker : undefined
+    },
     get oneReplyPerMessage() {
       return !zrpcBroker
     },
@@ -84,6 +98,7 @@ export function mdpFraming(): Framing {
     connected: (socket) => {
       // Another broker may be listening now: ask again, and join nothing until it answers.
       zrpcBroker = false
+      answered = false
       socket.pushWithHead(PROBE_HEAD, PROBE_BODY)
     },
     unwrap: (message) => {
@@ -92,6 +107,7 @@ export function mdpFraming(): Framing {
       const name = service!.toString()
       if (name === MMI_ZRPC) {
         zrpcBroker = frame!.toString() === '200'
+        answered = true
         return null
       }
       return { frame: frame!, service: name }

@@ -2,8 +2,8 @@
  * A listener: one ROUTER (a TransportSocket) bound to one or more endpoints, feeding a Dispatcher.
  *
  * ```
- *   ROUTER  <-  [ routing id ][ frame: CBOR sequence of REQUEST / CANCEL envelopes ]
- *           ->  [ routing id ][ frame: CBOR sequence of REPLY / ERROR envelopes ]
+ *   ROUTER  <-  [ routing id ][ frame: CBOR sequence of REQUEST / CANCEL / CREDIT / PING envelopes ]
+ *           ->  [ routing id ][ frame: CBOR sequence of REPLY / ERROR / ITEM / PONG envelopes ]
  *           <-  [ routing id ][ '' ]   peer connected / left (ROUTER_NOTIFY)
  * ```
  * Input from the network is untrusted: anything that cannot be read is answered with an error when
@@ -204,6 +204,15 @@ export class Listener {
         break
       case Kind.Cancel:
         this.dispatcher.cancel(peer, env.id)
+        break
+      case Kind.Credit:
+        this.dispatcher.credit(peer, env.id, env.n)
+        break
+      case Kind.Item:
+      case Kind.End:
+        // Reserved for client streams, which this version does not serve: the call cannot go on.
+        this.dispatcher.cancel(peer, env.id)
+        this.socket.push(encodeError(env.id, 'UNIMPLEMENTED', 'this server does not take client streams'), from)
         break
       case Kind.Ping:
         // Answered here, not by the dispatcher: a busy server still says it is alive.

@@ -12,7 +12,7 @@
  * free its share by cancelling calls whose handlers go on working.
  */
 import { RpcError } from '../errors.js'
-import type { Metadata, RequestEnvelope } from '../codec/envelope.js'
+import { MAX_STREAM_CREDIT, type Metadata, type RequestEnvelope } from '../codec/envelope.js'
 import type { Body } from '../transport/send-queue.js'
 import type { CallDeadlines } from './dispatch-deadlines.js'
 import type { PeerKey, RawHandler } from './dispatcher.js'
@@ -29,8 +29,11 @@ export interface CallContext {
   readonly method: string
 }
 
-/** Sends an envelope (bytes, or written when it leaves) back to the caller; `id` is the call's, for transports that check sizes. */
-export type ReplyFn = (frame: Body, id: number) => void
+/**
+ * Sends an envelope (bytes, or written when it leaves) back to the caller; `id` is the call's, for
+ * transports that check sizes. `more` is true for a stream's ITEM: the call goes on after it.
+ */
+export type ReplyFn = (frame: Body, id: number, more?: boolean) => void
 
 /** Bytes charged to a queued call on top of its params: the envelope, the call object, its closures. */
 export const QUEUED_CALL_OVERHEAD_BYTES = 512
@@ -50,6 +53,12 @@ export class ActiveCall implements CallContext {
   /** Bytes charged to the queue while the call waits (0 once it runs). */
   queuedBytes = 0
   readonly metadata: Metadata
+  /** A stream's credit: ITEMs the caller lets it send now (the REQUEST's window, then CREDITs). */
+  credit: number
+  /** Wakes a stream waiting for credit, on a CREDIT or the call's end. */
+  private wake: (() => void) | undefined
+  /** Called once when the call is given up (a stream waiting for its next item stops waiting). */
+  onGiveUp: (() => void) | undefined = undefined
 
   constructor(
     readonly request: RequestEnvelope,
@@ -60,6 +69,35 @@ export class ActiveCall implements CallContext {
   ) {
     this.metadata = request.metadata ?? {}
     this.params = request.params
+    this.credit = request.window ?? 0
+  }
+
+  /** Whether this call is a server stream (its REQUEST had a window). */
+  get isStream(): boolean {
+    return this.request.window !== undefined
+  }
+
+  /** A CREDIT: the caller lets this stream send `n` more items. */
+  grant(n: number): void {
+    this.credit = Math.min(this.credit + n, MAX_STREAM_CREDIT)
+    this.wakeUp()
+  }
+
+  /** Resolves once the stream has credit or the call is given up (its deadline, a CANCEL, its peer gone). */
+  creditOrEnd(): Promise<void> {
+    if (this.credit > 0 || this.aborted) return Promise.resolve()
+    return new Promise<void>((resolve) => (this.wake = resolve))
+  }
+
+  /** The reason the call was given up, once it was. */
+  get reason(): RpcError | undefined {
+    return this.abortReason
+  }
+
+  private wakeUp(): void {
+    const wake = this.wake
+    this.wake = undefined
+    wake?.()
   }
 
   get id(): number {
@@ -103,6 +141,10 @@ export class ActiveCall implements CallContext {
     this.abortReason = reason
     this.dispose()
     this.controller?.abort(reason)
+    this.wakeUp()
+    const onGiveUp = this.onGiveUp
+    this.onGiveUp = undefined
+    onGiveUp?.()
   }
 
   dispose(): void {

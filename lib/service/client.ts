@@ -11,13 +11,14 @@
  */
 import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
-import { MAX_ID, type Metadata } from '../codec/envelope.js'
+import { MAX_ID, MAX_STREAM_CREDIT, type Metadata } from '../codec/envelope.js'
 import { checkEndpoint } from '../transport/endpoint.js'
 import { Channel, ChannelCall, HEARTBEAT_DEFAULTS, type ChannelStats, type HeartbeatOptions } from '../rpc/channel.js'
 import { mdpFraming } from '../rpc/framing.js'
 import { BALANCERS, type BalancerName, type LoadBalancer } from '../rpc/balancer.js'
 import { MAX_ATTEMPTS, retryPolicy, retryWaitsForReady } from '../rpc/retry.js'
-import type { CallOptions, ServiceClient, ServiceDefinition } from './contract.js'
+import type { CallOptions, ServiceClient, ServiceDefinition, StreamOptions } from './contract.js'
+import { DEFAULT_STREAM_WINDOW, StreamReader, failedStream, type StreamRoute } from './client-stream.js'
 import { validatorsFor } from './validator.js'
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT_MS } from '../rpc/limits.js'
 
@@ -34,8 +35,9 @@ export type RpcClientTarget =
   | {
       /**
        * A Majordomo broker's endpoint. Calls go to whichever worker the broker picks; cancelling a call
-       * ends it here only (the worker's signal aborts at the deadline). Idempotent methods are retried
-       * within their deadline when the broker reports their worker lost.
+       * reaches the worker's handler through a zrpc broker (through another broker it ends the call
+       * here only, and the worker's signal aborts at the deadline; streams need a zrpc broker).
+       * Idempotent methods are retried within their deadline when the broker reports their worker lost.
        */
       readonly broker: string
       readonly connect?: never
@@ -167,6 +169,20 @@ export class RpcClient {
         }
         return result
       }
+      if (validators.stream) {
+        proxy[method] = (params: unknown, options: StreamOptions = NO_OPTIONS): AsyncIterableIterator<unknown> => {
+          try {
+            if (checkParams) {
+              const invalid = validators.params(params)
+              if (invalid !== undefined) throw invalid
+            }
+            return this.openStream(name, method, encodeParams(params), options, idempotent, decode)
+          } catch (err) {
+            return failedStream(err)
+          }
+        }
+        continue
+      }
       proxy[method] = (params: unknown, options: CallOptions = NO_OPTIONS): Promise<unknown> => {
         if (checkParams) {
           const invalid = validators.params(params)
@@ -182,6 +198,28 @@ export class RpcClient {
       }
     }
     return Object.freeze(proxy) as ServiceClient<S>
+  }
+
+  /** A stream's reader; the call starts on its first `next()`. Throws what is wrong with the options. */
+  private openStream(service: string, method: string, params: Uint8Array, options: StreamOptions, idempotent: boolean, decode: (bytes: Uint8Array) => unknown): StreamReader<unknown> {
+    if (this.closed) throw new RpcError('CANCELLED', 'client is closed')
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs
+    if (timeoutMs !== this.timeoutMs) checkTimeout(timeoutMs)
+    checkMetadata(options.metadata)
+    const window = options.window ?? DEFAULT_STREAM_WINDOW
+    if (!(Number.isInteger(window) && window >= 1 && window <= MAX_STREAM_CREDIT)) {
+      throw new RpcError('INVALID_ARGUMENT', `window must be an integer from 1 to ${MAX_STREAM_CREDIT}, got ${String(window)}`)
+    }
+    const waitForReady = options.waitForReady ?? this.options.waitForReady ?? false
+    const { signal, metadata } = options
+    return new StreamReader(this.streamRoute, { service, method, params, timeoutMs, signal, metadata, waitForReady, idempotent, window }, decode)
+  }
+
+  /** Where streams send their attempts: the same choice of channel as calls. */
+  private readonly streamRoute: StreamRoute = {
+    pick: (tried) => this.pickChannel(tried),
+    elsewhere: (tried) => this.options.broker !== undefined || this.channels.some((c) => !tried.has(c)),
+    closed: () => this.closed,
   }
 
   /**

@@ -7,7 +7,7 @@
  */
 import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
-import { Dispatcher, type DispatcherStats, type RawHandler } from '../rpc/dispatcher.js'
+import { Dispatcher, type CallContext, type DispatcherStats, type RawHandler } from '../rpc/dispatcher.js'
 import { Listener, type ListenerStats } from '../rpc/listener.js'
 import { BrokerWorker, type BrokerWorkerOptions, type BrokerWorkerStats } from '../rpc/broker-worker.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
@@ -78,6 +78,8 @@ export interface RpcServerStats {
 
 /** The smallest maxMessageSize: the protocol-wide cap on joined frames, which every receiver must accept. */
 export const MIN_MAX_MESSAGE_SIZE = TRANSPORT_DEFAULTS.maxFrameBytes
+/** Room for an ITEM's envelope around its payload (array, version, kind, a 64-bit id, a byte string head). */
+const ITEM_HEAD_BYTES = 32
 /** Part of close()'s timeout kept for handing final answers to the sockets and closing them. */
 const CLOSE_SOCKETS_MS = 200
 
@@ -144,11 +146,10 @@ export class RpcServer {
         try {
           return encodeCbor(result)
         } catch (err) {
-          throw new RpcError('INTERNAL', `result of ${service.name}.${method} cannot be encoded: ${(err as Error).message}`)
+          throw new RpcError('INTERNAL', `${validators.stream ? 'item' : 'result'} of ${service.name}.${method} cannot be encoded: ${(err as Error).message}`)
         }
       }
-      // No async function: a handler that returns a plain value is answered without a promise or a microtask.
-      const raw: RawHandler = (bytes, ctx) => {
+      const decodeParams = (bytes: Uint8Array): unknown => {
         let params: unknown
         try {
           params = decodeCbor(bytes, this.limits)
@@ -157,8 +158,25 @@ export class RpcServer {
         }
         const invalid = validators.params(params)
         if (invalid !== undefined) throw invalid
-        const result = handler.call(handlers, params, ctx as never)
-        return isThenable(result) ? Promise.resolve(result).then(encodeResult) : encodeResult(result)
+        return params
+      }
+      let raw: RawHandler
+      if (validators.stream) {
+        const name = `${service.name}.${method}`
+        const maxItemBytes = this.maxMessageSize - ITEM_HEAD_BYTES
+        raw = Object.assign(
+          (bytes: Uint8Array, ctx: CallContext): AsyncIterator<Uint8Array> => {
+            const source = handler.call(handlers, decodeParams(bytes), ctx as never)
+            return encodeItems(source, encodeResult, name, maxItemBytes)
+          },
+          { stream: true as const },
+        )
+      } else {
+        // No async function: a handler that returns a plain value is answered without a promise or a microtask.
+        raw = (bytes, ctx) => {
+          const result = handler.call(handlers, decodeParams(bytes), ctx as never)
+          return isThenable(result) ? Promise.resolve(result).then(encodeResult) : encodeResult(result)
+        }
       }
       raws.set(method, raw)
     }
@@ -184,9 +202,11 @@ export class RpcServer {
 
   /**
    * Registers with a Majordomo broker as a worker for every service implemented, one worker socket
-   * per service taking up to `concurrency` requests at once (services implemented later register too). Same validation, deadlines and errors as direct calls; a CANCEL cannot
-   * reach a worker through the broker, the handler's signal still aborts at the deadline. The workers
-   * re-register by themselves when the broker restarts.
+   * per service taking up to `concurrency` requests at once (services implemented later register
+   * too). Same validation, deadlines, errors and streams as direct calls; a caller's CANCEL reaches
+   * the handler through a zrpc broker (through another broker the signal still aborts at the
+   * deadline). A stream holds one of the `concurrency` places until it ends. The workers re-register
+   * by themselves when the broker restarts.
    */
   connectBroker(endpoint: string, options: ConnectBrokerOptions = {}): Promise<void> {
     if (this.closing !== undefined) return Promise.reject(new RpcError('UNAVAILABLE', 'server is closed'))
@@ -238,6 +258,23 @@ export class RpcServer {
       broker: this.brokerWorkers.map((w) => ({ ...w.stats })),
     }
   }
+}
+
+/**
+ * A stream handler's items, checked and encoded one by one as the pump pulls them. Leaving the loop
+ * early (an error here, or `return()` from the pump) closes the handler's generator.
+ */
+async function* encodeItems(source: unknown, encode: (item: unknown) => Uint8Array, name: string, maxItemBytes: number): AsyncGenerator<Uint8Array, void, undefined> {
+  if (!isIterable(source)) throw new RpcError('INTERNAL', `the handler of stream ${name} returned no (async) iterable; write it as an async generator (async function*)`)
+  for await (const item of source) {
+    const bytes = encode(item)
+    if (bytes.length > maxItemBytes) throw new RpcError('RESOURCE_EXHAUSTED', `an item of ${name} is ${bytes.length} bytes, more than maxMessageSize allows (${maxItemBytes})`)
+    yield bytes
+  }
+}
+
+function isIterable(value: unknown): value is AsyncIterable<unknown> | Iterable<unknown> {
+  return typeof value === 'object' && value !== null && (Symbol.asyncIterator in value || Symbol.iterator in value)
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -17,7 +17,10 @@ export interface MethodValidators {
   readonly definition: MethodDefinition
   /** Returns undefined when valid, else an RpcError with the issues in `details`. */
   params(value: unknown): RpcError | undefined
+  /** The result of a unary method, or one item of a stream. */
   result(value: unknown): RpcError | undefined
+  /** Whether the method is a server stream. */
+  readonly stream: boolean
 }
 
 const cache = new WeakMap<ServiceDefinition, Map<string, MethodValidators>>()
@@ -28,10 +31,14 @@ export function validatorsFor(service: ServiceDefinition): Map<string, MethodVal
   if (methods === undefined) {
     methods = new Map()
     for (const [name, definition] of Object.entries(service.methods)) {
+      const stream = definition.stream !== undefined
       methods.set(name, {
         definition,
+        stream,
         params: checker(definition.params, 'INVALID_ARGUMENT', `invalid params for ${service.name}.${name}`),
-        result: checker(definition.result, 'INTERNAL', `result of ${service.name}.${name} does not match its schema`),
+        result: stream
+          ? checker(definition.stream!, 'INTERNAL', `item of ${service.name}.${name} does not match its schema`)
+          : checker(definition.result!, 'INTERNAL', `result of ${service.name}.${name} does not match its schema`),
       })
     }
     cache.set(service, methods)

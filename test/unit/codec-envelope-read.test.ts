@@ -48,7 +48,20 @@ function randomMetadata(random: () => number): unknown {
 function randomEnvelope(random: () => number): Buffer {
   const id = random() < 0.9 ? pick(random, IDS) : pick(random, [-1, 2 ** 53, 1.5, 'id', null])
   const payload = encodeCbor({ data: 'x'.repeat(Math.floor(random() * 100)) })
-  switch (Math.floor(random() * 9)) {
+  switch (Math.floor(random() * 10)) {
+    case 9: {
+      // Streams: a REQUEST with a window and/or a key, ITEM, CREDIT, and bad ones of each.
+      const ok = typeof id === 'number' && id >= 0 && id <= 2 ** 53 - 1
+      const window = pick(random, [undefined, 1, 16, 65_536, 70_000])
+      const key = pick(random, [undefined, Buffer.alloc(16, 7), Buffer.alloc(64, 1)])
+      return pick(random, [
+        ok ? encodeRequest(id, pick(random, NAMES), pick(random, NAMES), pick(random, IDS), null, payload, window, key) : encodeCbor([1, 0, id, 'a', 'b', 1, null, payload, 4]),
+        encodeCbor([1, 0, id, 'a', 'b', 5, null, payload, pick(random, [0, -1, 'w', null, 2 ** 40]), pick(random, [null, Buffer.alloc(0), Buffer.alloc(65), 'k', Buffer.alloc(3)])]),
+        encodeCbor([1, 6, id, pick(random, [payload, 'text', null])]),
+        encodeCbor([1, 7, id, pick(random, [0, 1, 8, 65_536, 100_000, -1, 'n'])]),
+        encodeCbor([1, 8, id]),
+      ])
+    }
     case 0:
       return typeof id === 'number' && id >= 0 && id <= 2 ** 53 - 1
         ? encodeRequest(id, pick(random, NAMES), pick(random, NAMES), pick(random, IDS), null, payload)

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import { encodeCbor } from '../../lib/codec/cbor.js'
-import { Kind, encodeCancel, encodeError, encodePing, encodePong, encodeReply, encodeRequest, parseFrame } from '../../lib/codec/envelope.js'
+import { Kind, MAX_STREAM_CREDIT, encodeCancel, encodeCredit, encodeError, encodeItem, encodePing, encodePong, encodeReply, encodeRequest, parseFrame } from '../../lib/codec/envelope.js'
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex')
 
@@ -58,8 +58,8 @@ describe('zrpc/1 envelopes built by hand from the spec', () => {
   })
 
   it('ignores items a later minor version appends to REQUEST, REPLY, ERROR and CANCEL', () => {
-    // [1, 0, 7, "calc", "add", 1000, null, h'a0', "extra", {"x": 1}]
-    const request = parseFrame(hex('8a 01 00 07 64 63616c63 63 616464 19 03e8 f6 41 a0 65 6578747261 a1 6178 01'))
+    // [1, 0, 7, "calc", "add", 1000, null, h'a0', null, null, "extra", {"x": 1}]: items 8 and 9 are window and key
+    const request = parseFrame(hex('8c 01 00 07 64 63616c63 63 616464 19 03e8 f6 41 a0 f6 f6 65 6578747261 a1 6178 01'))
     expect(request).to.have.length(1)
     expect(request[0]).to.deep.include({ kind: Kind.Request, id: 7, service: 'calc', method: 'add', timeoutMs: 1000, metadata: null })
     expect(parseFrame(hex('85 01 01 07 41 03 f5'))).to.deep.equal([{ kind: Kind.Reply, id: 7, result: hex('03') }])
@@ -97,8 +97,36 @@ describe('envelopes a peer gets wrong', () => {
     expect(one(encodePong(9))).to.deep.equal({ kind: Kind.Pong, id: 9 })
   })
 
+  it('reads ITEM, CREDIT and END (kinds 6 to 8, streams); a mistyped one is malformed, not an unknown kind', () => {
+    expect(one(hex('84 01 06 05 41 03'))).to.deep.equal({ kind: Kind.Item, id: 5, payload: hex('03') })
+    expect(one(encodeItem(5, hex('03')))).to.deep.equal({ kind: Kind.Item, id: 5, payload: hex('03') })
+    expect(one(hex('84 01 07 05 10'))).to.deep.equal({ kind: Kind.Credit, id: 5, n: 16 })
+    expect(one(encodeCredit(5, 16))).to.deep.equal({ kind: Kind.Credit, id: 5, n: 16 })
+    // More than the cap counts as the cap.
+    expect(one(hex('84 01 07 05 1a 00100000'))).to.deep.equal({ kind: Kind.Credit, id: 5, n: MAX_STREAM_CREDIT })
+    expect(one(hex('83 01 08 05'))).to.deep.equal({ kind: Kind.End, id: 5 })
+    expect(one(hex('83 01 06 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'INVALID_ARGUMENT' }).and.not.to.have.property('unknownKind')
+    expect(one(hex('84 01 07 05 20'))).to.deep.include({ kind: 'malformed', id: 5, code: 'INVALID_ARGUMENT' })
+  })
+
+  it("reads a REQUEST's window and key (items 8 and 9), and refuses bad ones", () => {
+    const key = Buffer.from('k'.repeat(16))
+    expect(one(encodeRequest(7, 'calc', 'add', 1000, null, hex('a0'), 16))).to.deep.include({ kind: Kind.Request, id: 7, window: 16 }).and.not.to.have.property('key')
+    expect(one(encodeRequest(7, 'calc', 'add', 1000, null, hex('a0'), undefined, key))).to.deep.include({ id: 7, key }).and.not.to.have.property('window')
+    expect(one(encodeRequest(7, 'calc', 'add', 1000, { m: 'v' }, hex('a0'), 4, key))).to.deep.include({ id: 7, window: 4, key, metadata: { m: 'v' } })
+    // The hand writer writes what cbor-x writes.
+    expect(encodeRequest(7, 'calc', 'add', 1000, null, hex('a0'), 4, key)).to.deep.equal(encodeCbor([1, 0, 7, 'calc', 'add', 1000, null, hex('a0'), 4, key]))
+    expect(encodeRequest(7, 'calc', 'add', 1000, null, hex('a0'), undefined, key)).to.deep.equal(encodeCbor([1, 0, 7, 'calc', 'add', 1000, null, hex('a0'), null, key]))
+    const base = [1, 0, 7, 'calc', 'add', 1000, null, hex('a0')]
+    expect(one(encodeCbor([...base, 0]))).to.deep.include({ kind: 'malformed', id: 7, code: 'INVALID_ARGUMENT' })
+    expect(one(encodeCbor([...base, 'x']))).to.deep.include({ kind: 'malformed', id: 7, code: 'INVALID_ARGUMENT' })
+    expect(one(encodeCbor([...base, null, Buffer.alloc(65)]))).to.deep.include({ kind: 'malformed', id: 7, code: 'INVALID_ARGUMENT' })
+    expect(one(encodeCbor([...base, null, Buffer.alloc(0)]))).to.deep.include({ kind: 'malformed', id: 7, code: 'INVALID_ARGUMENT' })
+    expect(one(encodeCbor([...base, null, 'key']))).to.deep.include({ kind: 'malformed', id: 7, code: 'INVALID_ARGUMENT' })
+  })
+
   it('an unknown message kind is marked unknownKind, so a client can ignore it instead of ending the call', () => {
-    expect(one(hex('83 01 06 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 6 })
+    expect(one(hex('83 01 09 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 9 })
     expect(one(hex('85 01 0f 05 a0 40'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 15 })
     expect(one(hex('83 01 18 64 05'))).to.deep.include({ id: 5, unknownKind: 100 })
     // Not an unknown kind: a kind that is not an unsigned integer, another version, no readable id.
