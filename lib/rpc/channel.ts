@@ -30,7 +30,7 @@ import { MAX_ID, encodeCancel, encodeCredit, encodePing, encodeRequest, requestS
 import type { Body } from '../transport/send-queue.js'
 import { TransportSocket, type ConnectionState } from '../transport/socket.js'
 import { LatencyAverage } from './balancer.js'
-import { DeadlineWheel } from './deadline-timer.js'
+import { DeadlineWheel, atDeadline } from './deadline-timer.js'
 import { directFraming, type Framing } from './framing.js'
 import { deliver, type ReplyContext, type ReplyCounters } from './channel-replies.js'
 import type { ChannelCall } from './channel-call.js'
@@ -112,6 +112,8 @@ export class Channel {
   private downDetail = ''
   private probeDelayMs = 0
   private nextProbeAt = 0
+  /** Waiting for the connection to be up again or failing (see settled()). */
+  private readonly settleWaiters = new Set<() => void>()
   private lastService = ''
   private lastServiceBytes = 0
   private lastMethod = ''
@@ -233,6 +235,24 @@ export class Channel {
     if (state === 'ready') this.sendOrHold(call, frame)
   }
 
+  /**
+   * Resolves once the connection is no longer `connecting` (up again, or failing: refused, marked
+   * down, closed), or at `deadline`. A retry after a lost connection asks this before it chooses
+   * between the same server (back: its call record answers) and another one (gone).
+   */
+  settled(deadline: number): Promise<void> {
+    if (this.state !== 'connecting' || this.closed) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        timer.clear()
+        this.settleWaiters.delete(done)
+        resolve()
+      }
+      const timer = atDeadline(deadline, done)
+      this.settleWaiters.add(done)
+    })
+  }
+
   /** Lets stream `call` send `n` more items (a CREDIT), if it is still in flight here. */
   grant(call: ChannelCall, n: number): void {
     if (this.pending.get(call.id) !== call || !call.sent || !this.framing.canCancel) return
@@ -292,6 +312,7 @@ export class Channel {
     if (this.closed) return
     this.closed = true
     clearInterval(this.heartbeatTimer)
+    for (const done of [...this.settleWaiters]) done()
     const calls = [...this.pending]
     if (this.framing.canCancel && this.socket.state === 'ready') {
       for (const [id, call] of calls) if (call.sent) this.sendCancel(call.service, id)
@@ -372,6 +393,7 @@ export class Channel {
     if (state === 'ready' && !this.wasReady) this.framing.connected?.(this.socket)
     this.wasReady = state === 'ready'
     this.sendWaiting(this.down ? 'failing' : state)
+    if (state !== 'connecting') for (const done of [...this.settleWaiters]) done()
   }
 
   /** Sends the calls that waited for a connection (`ready`), or fails them fast (`failing`). */

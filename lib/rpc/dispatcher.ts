@@ -16,12 +16,13 @@
  * details `{ notStarted: true }`: the caller may retry it anywhere.
  */
 import { RpcError, type StatusCode } from '../errors.js'
-import { LazyReply, encodeError, type RequestEnvelope } from '../codec/envelope.js'
+import { Kind, LazyReply, encodeError, readEnvelopeWithCbor, type RequestEnvelope } from '../codec/envelope.js'
 import type { Body } from '../transport/send-queue.js'
 import { atDeadline } from './deadline-timer.js'
 import { CallDeadlines } from './dispatch-deadlines.js'
 import { ActiveCall, PeerCalls, QUEUED_CALL_OVERHEAD_BYTES, type CallContext, type ReplyFn } from './peer-calls.js'
 import { pumpStream } from './stream-pump.js'
+import { CallRecord, type CallRecordOptions, type CallRecordStats, type RecordedOutcome } from './call-record.js'
 
 export type { CallContext, ReplyFn } from './peer-calls.js'
 
@@ -59,6 +60,11 @@ export interface DispatcherOptions {
   readonly maxQueuedBytesPerPeer?: number
   /** Sees every error a handler threw that was not an RpcError, before it is hidden as INTERNAL. */
   readonly onHandlerError?: (err: unknown, service: string, method: string) => void
+  /**
+   * The record of calls by call key (docs/protocol.md, "Retries and the call record"): a retry of a
+   * call this server ran or runs gets that run's outcome (defaults: 16 MiB, 60 s); false: none.
+   */
+  readonly callRecord?: CallRecordOptions | false
 }
 
 export interface DispatcherStats {
@@ -78,6 +84,8 @@ export interface DispatcherStats {
   cancelled: number
   /** Calls cancelled because their peer went away (running ones aborted, queued ones dropped). */
   peerGone: number
+  /** Keyed calls whose caller went away while they ran: they ran on, so a retry gets their outcome. */
+  keptForRetry: number
   /** Results that came after their deadline or cancel and were not sent, and queued calls that expired. */
   late: number
   running: number
@@ -85,6 +93,8 @@ export interface DispatcherStats {
   queuedBytes: number
   /** Peers holding calls now. */
   peers: number
+  /** The call record: retries answered from it (`replayed`), retries that waited for the first run (`joined`), its entries and bytes. */
+  record: CallRecordStats | undefined
 }
 
 export const DISPATCHER_DEFAULTS = { maxConcurrent: 256, maxQueued: 1024, maxQueuedBytes: 64 * 1024 * 1024 } as const
@@ -110,7 +120,8 @@ export class Dispatcher {
   private readonly maxConcurrentPerPeer: number
   private readonly maxQueuedBytes: number
   private readonly maxQueuedBytesPerPeer: number
-  private readonly counters: Omit<DispatcherStats, 'running' | 'queued' | 'queuedBytes' | 'peers'> = {
+  private readonly record: CallRecord<KeyWaiter> | undefined
+  private readonly counters: Omit<DispatcherStats, 'running' | 'queued' | 'queuedBytes' | 'peers' | 'record'> = {
     received: 0,
     completed: 0,
     failed: 0,
@@ -121,6 +132,7 @@ export class Dispatcher {
     duplicateIds: 0,
     cancelled: 0,
     peerGone: 0,
+    keptForRetry: 0,
     late: 0,
   }
 
@@ -134,6 +146,7 @@ export class Dispatcher {
     this.maxConcurrentPerPeer = options.maxConcurrentPerPeer ?? Math.max(1, Math.ceil((this.maxConcurrent * 3) / 4))
     this.maxQueuedBytes = options.maxQueuedBytes ?? DISPATCHER_DEFAULTS.maxQueuedBytes
     this.maxQueuedBytesPerPeer = options.maxQueuedBytesPerPeer ?? Math.ceil(this.maxQueuedBytes / 4)
+    this.record = options.callRecord === false ? undefined : new CallRecord<KeyWaiter>(options.callRecord)
     for (const [name, value] of Object.entries({ maxConcurrent: this.maxConcurrent, maxPerPeer: this.maxPerPeer, maxConcurrentPerPeer: this.maxConcurrentPerPeer })) {
       if (!(Number.isInteger(value) && value >= 1)) throw new TypeError(`${name} must be a positive integer, got ${value}`)
     }
@@ -143,7 +156,14 @@ export class Dispatcher {
   }
 
   get stats(): DispatcherStats {
-    return { ...this.counters, running: this.running, queued: this.queued, queuedBytes: this.queuedBytes, peers: [...this.peers.keys()].filter((peer) => this.holds(peer)).length }
+    return {
+      ...this.counters,
+      running: this.running,
+      queued: this.queued,
+      queuedBytes: this.queuedBytes,
+      peers: [...this.peers.keys()].filter((peer) => this.holds(peer)).length,
+      record: this.record?.stats,
+    }
   }
 
   /** Takes one request. `peer` names the caller's connection, so its CANCELs and its leaving find its calls. */
@@ -169,6 +189,16 @@ export class Dispatcher {
       return this.refuse(request, reply, 'FAILED_PRECONDITION', `${request.service}.${request.method} is ${is} here, but the caller's contract says ${says}`)
     }
     if (request.timeoutMs === 0) return this.refuse(request, reply, 'DEADLINE_EXCEEDED', 'call arrived with no time left')
+    // A retry of a call this server ran, or runs: its outcome, not a second run.
+    const key = request.key !== undefined && handler.stream !== true && this.record !== undefined ? Buffer.from(request.key).toString('latin1') : undefined
+    if (key !== undefined) {
+      const known = this.record!.lookup(key, Date.now())
+      if (known?.state === 'done') return reply(outcomeFrame(request.id, known.outcome), request.id)
+      if (known?.state === 'running') {
+        if (this.record!.wait(key, { id: request.id, reply })) return
+        return this.refuse(request, reply, 'ABORTED', 'this call is already running here, with as many retries waiting for it as allowed')
+      }
+    }
     if (calls === undefined) {
       calls = new PeerCalls(peer, this.deadlines)
       this.peers.set(peer, calls)
@@ -181,7 +211,7 @@ export class Dispatcher {
     if (this.running < this.maxConcurrent && calls.running < this.maxConcurrentPerPeer && calls.queue.length === 0) {
       // Not in `live` yet: a handler that answers at once is done before any CANCEL or duplicate could
       // arrive, so only a call still running when its handler returns is entered there (in start()).
-      return this.start(new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler))
+      return this.start(this.keyed(new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler), key))
     }
     if (this.queued >= this.maxQueued) {
       this.counters.rejectedBusy++
@@ -194,9 +224,9 @@ export class Dispatcher {
       this.release(calls)
       return this.refuse(request, reply, 'RESOURCE_EXHAUSTED', `server busy: queued params would exceed maxQueuedBytes ${this.maxQueuedBytes} (${this.maxQueuedBytesPerPeer} per caller)`, NOT_STARTED)
     }
-    const call = new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler)
-    // A copy, so a small queued call does not keep its whole received frame alive.
-    if (call.params.byteLength < call.params.buffer.byteLength) call.params = call.params.slice()
+    const call = this.keyed(new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler), key)
+    // A copy, so a small queued call does not keep its whole received frame alive (Buffer#slice would be a view).
+    if (call.params.byteLength < call.params.buffer.byteLength) call.params = Uint8Array.prototype.slice.call(call.params)
     call.queuedBytes = bytes
     this.queuedBytes += bytes
     calls.queuedBytes += bytes
@@ -238,6 +268,13 @@ export class Dispatcher {
     this.peers.delete(peer)
     const reason = new RpcError('CANCELLED', 'the caller went away')
     for (const call of [...calls.live.values()]) {
+      // A keyed call that already runs goes on (to its deadline at most): its caller may retry it on a
+      // new connection, and then gets this run's outcome instead of a second run.
+      if (call.key !== undefined && call.queuedBytes === 0) {
+        this.counters.keptForRetry++
+        calls.forget(call)
+        continue
+      }
       this.counters.peerGone++
       this.giveUp(call, reason)
     }
@@ -361,14 +398,37 @@ export class Dispatcher {
     call.ended = true
     call.dispose()
     call.peer.forget(call)
+    // Ended without an outcome to replay (never started, cancelled, past its deadline): retries waiting for it get why.
+    if (call.key !== undefined) {
+      const reason = call.reason ?? new RpcError('DEADLINE_EXCEEDED', 'deadline exceeded')
+      for (const waiter of this.record!.abandon(call.key)) waiter.reply(encodeError(waiter.id, reason.code, reason.message, reason.details), waiter.id)
+      call.key = undefined
+    }
   }
 
   private finish(call: ActiveCall, frame: Body, ok = false): void {
     if (call.ended) return
+    const key = call.key
+    call.key = undefined
     this.end(call)
     if (ok) this.counters.completed++
     else this.counters.failed++
     call.reply(frame, call.id)
+    if (key !== undefined) {
+      const outcome = recordedOutcome(frame, ok)
+      // A call refused before it started (shutdown) did not run: nothing to replay, a retry may run it.
+      const waiters = notStarted(outcome) ? this.record!.abandon(key) : this.record!.finish(key, outcome, Date.now())
+      for (const waiter of waiters) waiter.reply(outcomeFrame(waiter.id, outcome), waiter.id)
+    }
+  }
+
+  /** Enters a keyed call in the record as running. */
+  private keyed(call: ActiveCall, key: string | undefined): ActiveCall {
+    if (key !== undefined) {
+      this.record!.begin(key, Date.now())
+      call.key = key
+    }
+    return call
   }
 
   /**
@@ -423,4 +483,28 @@ export class Dispatcher {
       this.start(call)
     }
   }
+}
+
+/** A retry waiting for the first run of its call key: its own id, and where its answer goes. */
+interface KeyWaiter {
+  readonly id: number
+  readonly reply: ReplyFn
+}
+
+/** A finished call's answer as the record keeps it: the result bytes, or the error's parts. */
+function recordedOutcome(frame: Body, ok: boolean): RecordedOutcome {
+  if (ok && frame instanceof LazyReply) return { ok: true, result: frame.result }
+  // Errors are rare here: read the parts back from the envelope already written.
+  const env = frame instanceof Buffer ? readEnvelopeWithCbor(frame) : undefined
+  if (env?.kind === Kind.Error) return { ok: false, code: env.code, message: env.message, details: env.details }
+  return { ok: false, code: 'INTERNAL', message: 'the first run of this call ended in a way that cannot be replayed', details: null }
+}
+
+function notStarted(outcome: RecordedOutcome): boolean {
+  return !outcome.ok && typeof outcome.details === 'object' && outcome.details !== null && (outcome.details as { notStarted?: unknown }).notStarted === true
+}
+
+/** The answer to call `id` from a recorded outcome. */
+function outcomeFrame(id: number, outcome: RecordedOutcome): Body {
+  return outcome.ok ? new LazyReply(id, outcome.result) : encodeError(id, outcome.code, outcome.message, outcome.details ?? undefined)
 }

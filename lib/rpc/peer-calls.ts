@@ -57,6 +57,8 @@ export class ActiveCall implements CallContext {
   credit: number
   /** Wakes a stream waiting for credit, on a CREDIT or the call's end. */
   private wake: (() => void) | undefined
+  /** The call key (latin1) while this call is entered running in the dispatcher's call record. */
+  key: string | undefined = undefined
   /** Called once when the call is given up (a stream waiting for its next item stops waiting). */
   onGiveUp: (() => void) | undefined = undefined
 

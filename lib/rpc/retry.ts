@@ -10,7 +10,10 @@
  *   anything else            no                  no
  * ```
  * "Elsewhere" is another endpoint this call has not tried, or, through a broker, another worker (the
- * broker picks one); the same busy or closing server asked again at once would refuse again.
+ * broker picks one); the same busy or closing server asked again at once would refuse again. A
+ * call lost with its connection may have run: its retry goes back to that server if it comes back
+ * (whose call record answers it, so it does not run twice), elsewhere only if it is gone (the
+ * client's retryChannel; docs/protocol.md, "Retries and the call record").
  * At most {@link MAX_ATTEMPTS} attempts, all within the call's original deadline, and never once the
  * caller's signal has aborted. A retry after a lost worker or connection waits for a connection
  * (the endpoint was up a moment ago: a restart); a retry of a call refused before it started fails

@@ -9,6 +9,7 @@
  * // or through a Majordomo broker:
  * const viaBroker = new RpcClient({ broker: 'tcp://127.0.0.1:5555' }).service(Calc)
  */
+import { randomBytes } from 'node:crypto'
 import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { MAX_ID, MAX_STREAM_CREDIT, type Metadata } from '../codec/envelope.js'
@@ -90,6 +91,9 @@ export class RpcClient {
   private readonly newChannel: (endpoint: string) => Channel
   private lastId = 0
   private closed = false
+  /** Call keys: this client's random 8 bytes, then a count (docs/protocol.md, "Retries and the call record"). */
+  private readonly keyPrefix = randomBytes(8)
+  private lastKey = 0
 
   constructor(private readonly options: RpcClientOptions) {
     const endpoints = options.broker !== undefined ? [options.broker] : typeof options.connect === 'string' ? [options.connect] : [...(options.connect ?? [])]
@@ -250,8 +254,20 @@ export class RpcClient {
     const channel = this.channels.length === 1 ? this.channels[0]! : this.pickChannel(undefined)
     const promise = new Promise<unknown>(capture)
     const call = new ClientCall(this.afterFailureOf, service, method, params, Date.now() + timeoutMs, signal, metadata, waitForReady, idempotent, decode, channel)
+    // An idempotent call may be retried: its key lets a server that already ran it answer from its record.
+    if (idempotent) call.key = this.nextKey()
     channel.call(call)
     return promise
+  }
+
+  /** A call key: unique to this client (8 random bytes) and to the call (a count). */
+  private nextKey(): Buffer {
+    const key = Buffer.allocUnsafe(16)
+    this.keyPrefix.copy(key, 0)
+    const n = ++this.lastKey
+    key.writeUInt32BE(Math.floor(n / 2 ** 32), 8)
+    key.writeUInt32BE(n >>> 0, 12)
+    return key
   }
 
   /** {@link afterFailure} bound once per client, so a call carries no closure of its own. */
@@ -267,16 +283,20 @@ export class RpcClient {
     await undefined
     await undefined
     const tried = new Set<Channel>([call.channel])
+    let last = call.channel
     let waitForReady = call.waitForReady
     for (let attempt = 2; ; attempt++) {
       const elsewhere = this.options.broker !== undefined || this.channels.some((c) => !tried.has(c))
       const again = attempt <= MAX_ATTEMPTS && call.deadline - Date.now() >= 1 && call.signal?.aborted !== true && !this.closed && retryPolicy(err, call.idempotent, elsewhere)
       if (!again) throw withCallerStack(err)
       waitForReady ||= retryWaitsForReady(err)
-      const channel = this.pickChannel(tried)
+      const channel = await this.retryChannel(err, last, tried, call.deadline)
       tried.add(channel)
+      last = channel
       const promise = new Promise<unknown>(capture)
-      channel.call(new ClientCall(undefined, call.service, call.method, call.params, call.deadline, call.signal, call.metadata, waitForReady, call.idempotent, undefined, channel))
+      const retry = new ClientCall(undefined, call.service, call.method, call.params, call.deadline, call.signal, call.metadata, waitForReady, call.idempotent, undefined, channel)
+      retry.key = call.key
+      channel.call(retry)
       let result: unknown
       try {
         result = await promise
@@ -290,6 +310,18 @@ export class RpcClient {
         throw withCallerStack(wrong)
       }
     }
+  }
+
+  /**
+   * Where a retry goes. A call whose connection was lost may have run there: if that server comes
+   * back (its connection up again, not refused or marked down), the retry goes to it, whose call
+   * record answers with the first run's outcome, so a live server is never asked to run it twice
+   * and no other server runs it while the first one lives. Otherwise (it is gone), another endpoint.
+   */
+  private async retryChannel(err: unknown, last: Channel, tried: ReadonlySet<Channel>, deadline: number): Promise<Channel> {
+    if (!retryWaitsForReady(err) || !this.channels.includes(last)) return this.pickChannel(tried)
+    await last.settled(deadline)
+    return last.state === 'ready' ? last : this.pickChannel(tried)
   }
 
   /**

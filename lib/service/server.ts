@@ -13,6 +13,7 @@ import { BrokerWorker, type BrokerWorkerOptions, type BrokerWorkerStats } from '
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
 import { MAX_WORKER_CREDIT } from '../rpc/mdp-frames.js'
 import { atDeadline } from '../rpc/deadline-timer.js'
+import type { CallRecordOptions } from '../rpc/call-record.js'
 import { TRANSPORT_DEFAULTS } from '../transport/options.js'
 import type { ServiceDefinition, ServiceHandlers } from './contract.js'
 import { validatorsFor } from './validator.js'
@@ -47,6 +48,13 @@ export interface RpcServerOptions {
   readonly closeTimeoutMs?: number
   /** Sees errors thrown by handlers that were not RpcErrors (the caller only sees INTERNAL). */
   readonly onHandlerError?: (err: unknown, service: string, method: string) => void
+  /**
+   * The record of recent idempotent calls by call key, so a retry that reaches this server after it
+   * ran (or while it runs) the call gets that outcome instead of a second run: `maxBytes` (default
+   * 16 MiB, keys and outcomes together), `ttlMs` (default 60 000, after the call finished),
+   * `maxEntryBytes` (default 1 MiB; a larger result is not kept). `false`: no record.
+   */
+  readonly callRecord?: CallRecordOptions | false
 }
 
 /** How a server attaches to a broker ({@link RpcServer.connectBroker}). */
@@ -104,7 +112,7 @@ export class RpcServer {
       )
     }
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: this.maxMessageSize }
-    const { maxConcurrent, maxQueued, maxPerPeer, maxConcurrentPerPeer, maxQueuedBytes, maxQueuedBytesPerPeer, onHandlerError } = options
+    const { maxConcurrent, maxQueued, maxPerPeer, maxConcurrentPerPeer, maxQueuedBytes, maxQueuedBytesPerPeer, onHandlerError, callRecord } = options
     // The last method found is remembered: calls in a burst mostly go to one method, and comparing two
     // short strings is cheaper than hashing the fresh ones each envelope brings. Handlers are never removed.
     let last: { service: string; method: string; handler: RawHandler } | undefined
@@ -122,6 +130,7 @@ export class RpcServer {
       ...(maxQueuedBytes !== undefined && { maxQueuedBytes }),
       ...(maxQueuedBytesPerPeer !== undefined && { maxQueuedBytesPerPeer }),
       ...(onHandlerError !== undefined && { onHandlerError }),
+      ...(callRecord !== undefined && { callRecord }),
     })
   }
 

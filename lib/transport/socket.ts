@@ -98,6 +98,8 @@ export class TransportSocket implements FrameSink {
   private bound = false
   /** Connections that ended and that libzmq has not yet retried or restored. */
   private readonly unrecovered = new Set<string>()
+  /** Connections lost whose reconnect libzmq has not tried yet: its first "retry" is only the schedule. */
+  private readonly justLost = new Set<string>()
   private readonly ready = new Set<string>()
   private readonly peers = new Set<string>()
   private readonly loops = new Set<Promise<void>>()
@@ -240,12 +242,14 @@ export class TransportSocket implements FrameSink {
       if (!current()) return
       this.counters.connects++
       this.unrecovered.delete(address)
+      this.justLost.delete(address)
       this.markReady(address)
     })
     events.on('disconnect', ({ address }) => {
       if (!current()) return
       this.counters.disconnects++
       this.ready.delete(address)
+      this.justLost.add(address)
       if (this.ready.size === 0) this.setState('connecting', `connection to ${address} lost`)
       // libzmq retries at once after an ordinary loss; silence means it gave this connection up.
       // Only connections this socket made can be made again; a bound socket's peers reconnect themselves.
@@ -256,6 +260,9 @@ export class TransportSocket implements FrameSink {
     events.on('connect:retry', ({ address }) => {
       if (!current()) return
       this.unrecovered.delete(address)
+      // libzmq says "retry" at once after every lost connection, when it schedules the reconnect: that
+      // one is no failure (the peer may be back in a moment). A retry after an attempt is.
+      if (this.justLost.delete(address)) return
       if (this.ready.size === 0) this.setState('failing', `cannot connect to ${address}`)
     })
     events.on('handshake:error:protocol', ({ address, error }) => {

@@ -1,4 +1,5 @@
 import { expect } from 'chai'
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net'
 import { Dealer, Router } from 'zeromq'
 import { checkEndpoint, EndpointError } from '../../lib/transport/endpoint.js'
 import { RECEIVE_WATCHDOG_MS, TransportSocket, type ConnectionState } from '../../lib/transport/socket.js'
@@ -71,6 +72,42 @@ describe('TransportSocket', function () {
     await socket.close()
     server.close()
     expect(states).to.deep.equal(['failing', 'ready', 'closed'])
+  })
+
+  it('after a lost connection says connecting, not failing, until a reconnect attempt fails (libzmq\'s first retry is only its schedule)', async () => {
+    const server = new Router({ linger: 0 })
+    await server.bind('tcp://127.0.0.1:*')
+    const port = Number(server.lastEndpoint!.split(':').at(-1))
+    // A relay the test can cut while the server stays up.
+    const sockets = new Set<Socket>()
+    const relay = createServer((inbound) => {
+      const outbound = connect(port, '127.0.0.1')
+      for (const s of [inbound, outbound]) {
+        sockets.add(s)
+        s.on('error', () => undefined)
+      }
+      inbound.pipe(outbound).pipe(inbound)
+    })
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
+    const states: ConnectionState[] = []
+    const socket = new TransportSocket({ type: 'dealer', maxMessageSize: 1 << 20 }, { onMessage: () => {}, onState: (s) => states.push(s) })
+    try {
+      socket.connect(`tcp://127.0.0.1:${(relay.address() as AddressInfo).port}`)
+      await until(() => socket.state === 'ready', 2000, 'ready')
+      for (const s of sockets) s.destroy()
+      await until(() => states.length >= 3, 2000, 'lost and back')
+      expect(states).to.deep.equal(['ready', 'connecting', 'ready'])
+      // Now nothing listens: the reconnect attempt is refused, and that is failing.
+      relay.close()
+      server.close()
+      for (const s of sockets) s.destroy()
+      await until(() => socket.state === 'failing', 2000, 'failing')
+      expect(states.slice(3)).to.deep.equal(['connecting', 'failing'])
+    } finally {
+      await socket.close()
+      relay.close()
+      server.close()
+    }
   })
 
   it('recovers by itself after a message over maxMessageSize killed its connection', async () => {
