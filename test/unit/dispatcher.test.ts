@@ -180,3 +180,23 @@ describe('dispatcher: closing', function () {
     expect(dispatcher.stats.rejectedClosing).to.equal(1)
   })
 })
+
+describe('dispatcher: queued params', function () {
+  it('a queued call keeps a copy of its params, not the whole frame they came in (Buffer#slice would be a view)', async () => {
+    const seen: Uint8Array[] = []
+    let release: () => void = () => {}
+    const dispatcher = new Dispatcher(() => (params) => {
+      seen.push(params)
+      return new Promise((resolve) => (release = () => resolve(new Uint8Array([0xf6]))))
+    }, { maxConcurrent: 1 })
+    const frame = Buffer.alloc(1 << 20)
+    const request = (id: number): RequestEnvelope => ({ kind: Kind.Request, id, service: 's', method: 'm', timeoutMs: 10_000, metadata: null, params: frame.subarray(id * 10, id * 10 + 1) })
+    dispatcher.handle(request(1), 'a', () => {})
+    dispatcher.handle(request(2), 'a', () => {}) // queued behind the first
+    expect(dispatcher.stats.queued).to.equal(1)
+    release()
+    await until(() => seen.length === 2)
+    expect(seen[1]!.buffer.byteLength).to.be.lessThan(1024)
+    release()
+  })
+})
