@@ -3,6 +3,7 @@ export { RpcError, STATUS_CODES, RETRYABLE_CODES, isStatusCode, type StatusCode 
 export { EndpointError } from './transport/endpoint.js'
 export {
   defineService,
+  type CallInfo,
   type CallOptions,
   type ClientStream,
   type ItemOf,

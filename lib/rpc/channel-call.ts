@@ -40,6 +40,8 @@ export abstract class ChannelCall implements ReplyTarget, LazyBody {
   window: number | undefined = undefined
   /** Set for a call a server may answer from its record: the same in every attempt (REQUEST item 9). */
   key: Uint8Array | undefined = undefined
+  /** The caller's CallInfo, told which endpoint answered. */
+  info: { endpoint?: string } | undefined = undefined
 
   constructor(
     readonly service: string,
@@ -70,7 +72,11 @@ export abstract class ChannelCall implements ReplyTarget, LazyBody {
 
   /** Ends the call with its result (called by the channel's receive side). */
   resolve(result: Uint8Array): void {
-    this.ender?.end(this)
+    const ender = this.ender
+    if (ender !== undefined) {
+      if (this.info !== undefined) this.info.endpoint = ender.endpoint
+      ender.end(this)
+    }
     this.succeeded(result)
   }
 

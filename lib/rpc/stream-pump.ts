@@ -49,6 +49,8 @@ export async function pumpStream(call: ActiveCall, items: AsyncIterator<Uint8Arr
     open = false
     throw err
   } finally {
+    // Past its deadline before the wheel said so: the handler's signal must still say why it stops.
+    if (call.aborted && call.reason === undefined) call.expire()
     if (open) await items.return?.().catch(() => undefined)
   }
 }

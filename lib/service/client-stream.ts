@@ -16,6 +16,7 @@
  */
 import { RpcError } from '../errors.js'
 import type { Metadata } from '../codec/envelope.js'
+import type { CallInfo } from './contract.js'
 import { ChannelCall, type Channel } from '../rpc/channel.js'
 import { MAX_ATTEMPTS, retryPolicy, retryWaitsForReady } from '../rpc/retry.js'
 
@@ -40,6 +41,8 @@ export interface StreamRequest {
   readonly waitForReady: boolean
   readonly idempotent: boolean
   readonly window: number
+  /** The caller's CallInfo: the endpoint serving the stream, and attempts. */
+  readonly info: CallInfo | undefined
 }
 
 /** Default window: items the server may send ahead of the reader. */
@@ -56,6 +59,7 @@ class StreamCall extends ChannelCall {
   ) {
     super(request.service, request.method, request.params, deadline, request.signal, request.metadata, waitForReady)
     this.window = request.window
+    this.info = request.info
   }
 
   override item(payload: Uint8Array): void {
@@ -151,6 +155,11 @@ export class StreamReader<T> implements AsyncIterableIterator<T> {
     this.attempts++
     const channel = this.route.pick(this.tried)
     this.tried.add(channel)
+    const { info } = this.request
+    if (info !== undefined) {
+      info.endpoint = channel.endpoint
+      info.attempts = this.attempts
+    }
     this.call = new StreamCall(this as StreamReader<unknown>, this.request, this.deadline, waitForReady, channel)
     channel.call(this.call)
   }

@@ -216,7 +216,8 @@ export class RpcClient {
     }
     const waitForReady = options.waitForReady ?? this.options.waitForReady ?? false
     const { signal, metadata } = options
-    return new StreamReader(this.streamRoute, { service, method, params, timeoutMs, signal, metadata, waitForReady, idempotent, window }, decode)
+    const { info } = options
+    return new StreamReader(this.streamRoute, { service, method, params, timeoutMs, signal, metadata, waitForReady, idempotent, window, info }, decode)
   }
 
   /** Where streams send their attempts: the same choice of channel as calls. */
@@ -256,6 +257,10 @@ export class RpcClient {
     const call = new ClientCall(this.afterFailureOf, service, method, params, Date.now() + timeoutMs, signal, metadata, waitForReady, idempotent, decode, channel)
     // An idempotent call may be retried: its key lets a server that already ran it answer from its record.
     if (idempotent) call.key = this.nextKey()
+    if (options.info !== undefined) {
+      call.info = options.info
+      options.info.attempts = 1
+    }
     channel.call(call)
     return promise
   }
@@ -296,6 +301,8 @@ export class RpcClient {
       const promise = new Promise<unknown>(capture)
       const retry = new ClientCall(undefined, call.service, call.method, call.params, call.deadline, call.signal, call.metadata, waitForReady, call.idempotent, undefined, channel)
       retry.key = call.key
+      retry.info = call.info
+      if (call.info !== undefined) (call.info as { attempts?: number }).attempts = attempt
       channel.call(retry)
       let result: unknown
       try {

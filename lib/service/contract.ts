@@ -58,8 +58,21 @@ export function defineService<const M extends MethodMap>(name: string, methods: 
   return Object.freeze({ name, methods })
 }
 
+/**
+ * Filled in by the client as a call goes: which endpoint (server or broker) answered it, and in how
+ * many attempts. Pass an object in {@link CallOptions.info} and read it after the call settles.
+ */
+export interface CallInfo {
+  /** The endpoint that answered (for a stream: the one serving it). */
+  endpoint?: string
+  /** Attempts made, the first included (retries: docs/protocol.md, section 3). */
+  attempts?: number
+}
+
 /** Per-call options a caller may pass as the last argument. */
 export interface CallOptions {
+  /** An object the client fills in with where the call was answered (see {@link CallInfo}). */
+  readonly info?: CallInfo
   /** Time budget for this call in ms (default: the client's `timeoutMs`). */
   readonly timeoutMs?: number
   /** Aborting it cancels the call: the caller gets CANCELLED and the server's `ctx.signal` aborts. */

@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { RpcClient, RpcError, RpcServer, defineService } from '../../lib/index.js'
+import { RpcClient, RpcError, RpcServer, defineService, type CallInfo } from '../../lib/index.js'
 import { encodeCbor } from '../../lib/codec/cbor.js'
 import { encodeError, encodeReply } from '../../lib/codec/envelope.js'
 import { MAX_ATTEMPTS, retryPolicy, retryWaitsForReady } from '../../lib/rpc/retry.js'
@@ -134,8 +134,16 @@ describe('a call refused before it started', function () {
     try {
       await until(() => client.stats.every((c) => c.connected), 3000, 'both connections')
       // 20 calls: the balancer picks each server about half the time, so the busy one is surely tried (6 missed it once in 64 runs).
-      for (let i = 0; i < 20; i++) expect(await client.service(Store).add({ a: i, b: 1 })).to.equal(i + 1)
+      const infos: CallInfo[] = []
+      for (let i = 0; i < 20; i++) {
+        const info: CallInfo = {}
+        infos.push(info)
+        expect(await client.service(Store).add({ a: i, b: 1 }, { info })).to.equal(i + 1)
+      }
       expect(refused).to.be.at.least(1)
+      // Every call says where it was answered: always the live server, after one or two attempts.
+      expect(infos.every((info) => info.endpoint === live)).to.equal(true)
+      expect(infos.filter((info) => info.attempts === 2)).to.have.length(refused)
       // The same refusal without notStarted is final for a method that is not idempotent.
       busy.handler = async (from, [frame], raw) => {
         for (const request of requestsIn(frame)) await raw.send(from, encodeError(request.id, 'UNAVAILABLE', 'busy'))

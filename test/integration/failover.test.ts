@@ -9,7 +9,7 @@ import { expect } from 'chai'
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net'
 import { Dealer } from 'zeromq'
 import { Type } from 'typebox'
-import { RpcClient, RpcError, RpcServer, defineService } from '../../lib/index.js'
+import { RpcClient, RpcError, RpcServer, defineService, type CallInfo } from '../../lib/index.js'
 import { encodeCbor, decodeCbor } from '../../lib/codec/cbor.js'
 import { Kind, encodeRequest, parseFrame } from '../../lib/codec/envelope.js'
 import { forkServer, type ForkedServer } from '../../benchmarks/harness/child.js'
@@ -141,13 +141,15 @@ describe('a lost connection to a live server', function () {
       expect(await counter.bump({ ms: 1 })).to.equal(1) // connected through the relay
       runsOn.a = 0
       // The call goes to a (the only endpoint yet); then b joins, where a retry could go.
-      const pending = counter.bump({ ms: 300 })
+      const info: CallInfo = {}
+      const pending = counter.bump({ ms: 300 }, { info })
       await until(() => runsOn.a === 1, 2000, 'the run on a')
       client.addEndpoint(bEndpoint)
       await until(() => client.stats.every((s) => s.connected), 2000, 'b connected')
       for (const s of sockets) s.destroy()
       expect(await pending).to.equal(1)
       expect(runsOn).to.deep.equal({ a: 1, b: 0 })
+      expect(info).to.deep.equal({ endpoint: relayEndpoint, attempts: 2 })
       expect(client.stats.find((s) => s.endpoint === relayEndpoint)?.connectionsLost).to.be.greaterThan(0)
       expect(a.stats.calls.record).to.deep.include({ joined: 1 })
     } finally {

@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai'
 import { Type } from 'typebox'
-import { RpcClient, RpcError, RpcServer, defineService, type CallContext } from '../../lib/index.js'
+import { RpcClient, RpcError, RpcServer, defineService, type CallContext, type CallInfo } from '../../lib/index.js'
 import { Kind, encodeError, encodeItem, parseFrame } from '../../lib/codec/envelope.js'
 import { encodeCbor } from '../../lib/codec/cbor.js'
 import { RawServer } from './client-raw-server.js'
@@ -80,8 +80,10 @@ describe('streams (direct)', function () {
   it('yields every item in order, typed, then ends', async () => {
     const feed = client.service(Feed)
     const got: number[] = []
-    for await (const item of feed.count({ to: 100 })) got.push(item.n)
+    const info: CallInfo = {}
+    for await (const item of feed.count({ to: 100 }, { info })) got.push(item.n)
     expect(got).to.deep.equal([...Array(100).keys()])
+    expect(info).to.deep.equal({ endpoint, attempts: 1 })
     await until(() => seen.closed === 1, 1000, 'the generator to finish')
   })
 
