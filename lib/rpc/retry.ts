@@ -52,3 +52,8 @@ export function retryPolicy(err: unknown, idempotent: boolean, elsewhere: boolea
 export function retryWaitsForReady(err: unknown): boolean {
   return err instanceof RpcError && !detail(err, 'notStarted') && (detail(err, 'workerLost') || detail(err, 'connectionLost'))
 }
+
+/** True when `err` says the call's connection was lost (it may have run; the server may come back). */
+export function connectionWasLost(err: unknown): boolean {
+  return err instanceof RpcError && detail(err, 'connectionLost')
+}

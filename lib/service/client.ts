@@ -17,7 +17,7 @@ import { checkEndpoint } from '../transport/endpoint.js'
 import { Channel, ChannelCall, HEARTBEAT_DEFAULTS, type ChannelStats, type HeartbeatOptions } from '../rpc/channel.js'
 import { mdpFraming } from '../rpc/framing.js'
 import { BALANCERS, type BalancerName, type LoadBalancer } from '../rpc/balancer.js'
-import { MAX_ATTEMPTS, retryPolicy, retryWaitsForReady } from '../rpc/retry.js'
+import { MAX_ATTEMPTS, connectionWasLost, retryPolicy, retryWaitsForReady } from '../rpc/retry.js'
 import type { CallOptions, ServiceClient, ServiceDefinition, StreamOptions } from './contract.js'
 import { DEFAULT_STREAM_WINDOW, StreamReader, failedStream, type StreamRoute } from './client-stream.js'
 import { validatorsFor } from './validator.js'
@@ -296,6 +296,11 @@ export class RpcClient {
       if (!again) throw withCallerStack(err)
       waitForReady ||= retryWaitsForReady(err)
       const channel = await this.retryChannel(err, last, tried, call.deadline)
+      // Back to a place already tried (a broker, or the only server): not at once, so a burst of
+      // failures does not come back as a burst of retries. A server that came back is not waited for.
+      if (tried.has(channel) && !(channel === last && channel.state === 'ready' && connectionWasLost(err))) {
+        await backoff(attempt, call.deadline)
+      }
       tried.add(channel)
       last = channel
       const promise = new Promise<unknown>(capture)
@@ -326,7 +331,7 @@ export class RpcClient {
    * and no other server runs it while the first one lives. Otherwise (it is gone), another endpoint.
    */
   private async retryChannel(err: unknown, last: Channel, tried: ReadonlySet<Channel>, deadline: number): Promise<Channel> {
-    if (!retryWaitsForReady(err) || !this.channels.includes(last)) return this.pickChannel(tried)
+    if (!connectionWasLost(err) || !this.channels.includes(last)) return this.pickChannel(tried)
     await last.settled(deadline)
     return last.state === 'ready' ? last : this.pickChannel(tried)
   }
@@ -438,6 +443,15 @@ class ClientCall extends ChannelCall {
     else this.resolver(this.retry(this, err))
   }
 }
+
+/** Waits before attempt `attempt` (2, 3, ...): 25 ms doubling, with jitter (half to all of it), never past a tenth of the time left. */
+function backoff(attempt: number, deadline: number): Promise<void> {
+  const ms = Math.min(RETRY_BACKOFF_MS * 2 ** (attempt - 2) * (0.5 + Math.random() / 2), (deadline - Date.now()) / 10)
+  return ms < 1 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** First retry backoff (ms) for a retry that goes back to a place already tried. */
+const RETRY_BACKOFF_MS = 25
 
 /** A promise that rejects with `err`, carrying the stack of whoever awaits the one it settles (see afterFailure). */
 async function failLater(err: unknown): Promise<never> {

@@ -198,3 +198,33 @@ describe('errors at the API edge', function () {
     }
   })
 })
+
+describe('retries that go back to a place already tried', function () {
+  it('wait a growing, jittered backoff first (a worker lost again and again through the broker)', async () => {
+    const Store = defineService('store', { get: { params: Type.Object({ key: Type.String() }), result: Type.String(), idempotent: true } })
+    const arrivals: number[] = []
+    // A stand-in broker that reports every call's worker lost.
+    const broker = await RawServer.start('tcp://127.0.0.1:*', async (from, frames, raw) => {
+      const [empty, header, service, frame] = frames
+      if (service?.toString() !== 'store') return
+      for (const request of requestsIn(frame)) {
+        arrivals.push(performance.now())
+        await raw.send(from, empty!, header!, service, encodeError(request.id, 'UNAVAILABLE', 'worker lost', { workerLost: true }))
+      }
+    })
+    const client = new RpcClient({ broker: broker.endpoint, timeoutMs: 10_000 })
+    try {
+      const info: CallInfo = {}
+      const err = await rejection(client.service(Store).get({ key: 'k' }, { info }))
+      expect(err).to.be.instanceOf(RpcError).with.property('details').that.deep.equals({ workerLost: true })
+      expect(info.attempts).to.equal(MAX_ATTEMPTS)
+      expect(arrivals).to.have.length(MAX_ATTEMPTS)
+      // 25 ms × (0.5 to 1) before the second attempt, twice that before the third; timers never fire early.
+      expect(arrivals[1]! - arrivals[0]!).to.be.at.least(12)
+      expect(arrivals[2]! - arrivals[1]!).to.be.at.least(24)
+    } finally {
+      await client.close()
+      await broker.close()
+    }
+  })
+})
