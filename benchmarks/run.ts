@@ -30,6 +30,10 @@ const CASES: Record<string, () => Promise<BenchCase>> = {
     const { main } = await import('./balance.bench.js')
     return (argv) => main(argv.includes('--quick') ? argv : [...argv, '--write'])
   },
+  stream: async () => {
+    const { main } = await import('./stream.bench.js')
+    return (argv, machine) => main(argv.includes('--quick') ? argv : [...argv, '--write'], undefined, machine)
+  },
 }
 
 async function run(): Promise<void> {

@@ -6,6 +6,8 @@
  *   credit  a raw-credit echo worker on the backend <endpoint>, announcing `concurrency` credits
  *           (default 32; raw-credit.ts)
  *   direct  an RpcServer bound to <endpoint> (a bind address), for the direct baseline
+ * In the zrpc and direct modes the server also implements Echo.items, a server stream of `count`
+ * strings of `size` 'x' (one string built per size, yielded again and again), for the stream bench.
  * Reports `{ endpoint }` over IPC once serving; exits on 'stop' or when the parent goes.
  */
 import { LoadBalancingWorker } from '../../patterns/lbbroker.js'
@@ -18,6 +20,13 @@ const heartbeatMs = Number(heartbeat ?? 2500)
 const concurrency = Number(concurrencyArg ?? (mode === 'credit' ? DEFAULT_CREDITS : 1))
 const delayMs = Number(delayArg ?? 0)
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+const payloads = new Map<number, string>()
+/** The stream item of `size` characters, built once per size. */
+function payload(size: number): string {
+  let item = payloads.get(size)
+  if (item === undefined) payloads.set(size, (item = 'x'.repeat(size)))
+  return item
+}
 
 async function start(): Promise<{ endpoint: string; stop: () => Promise<void> }> {
   if (mode === 'lb') {
@@ -29,7 +38,13 @@ async function start(): Promise<{ endpoint: string; stop: () => Promise<void> }>
     const worker = runRawCreditWorker(endpoint!, concurrency)
     return { endpoint: endpoint!, stop: () => worker.stop() }
   }
-  const server = new RpcServer().implement(Echo, { echo: async ({ data }) => (delayMs > 0 ? (await pause(delayMs), data) : data) })
+  const server = new RpcServer().implement(Echo, {
+    echo: async ({ data }) => (delayMs > 0 ? (await pause(delayMs), data) : data),
+    async *items({ count, size }) {
+      const item = payload(size)
+      for (let i = 0; i < count; i++) yield item
+    },
+  })
   if (mode === 'zrpc') {
     await server.connectBroker(endpoint!, { heartbeatMs, concurrency })
     return { endpoint: endpoint!, stop: () => server.close() }

@@ -90,6 +90,7 @@ export const OTHER_RESULTS: ReadonlyArray<readonly [file: string, title: string]
   ['results/pubsub.md', 'Typed topics (pubsub.bench)'],
   ['results/soak.md', 'Memory soak (soak.bench)'],
   ['results/balance.md', 'Balancing over several servers (balance.bench)'],
+  ['results/stream.md', 'Server streams next to unary calls (stream.bench)'],
 ]
 
 /**
