@@ -44,5 +44,7 @@ export function adminDispatcher(target: AdminTarget): Dispatcher {
   return new Dispatcher((service, method) => (service === BrokerAdmin.name ? handlers.get(method) : undefined), {
     maxConcurrent: ADMIN_CONCURRENCY,
     maxQueued: ADMIN_QUEUE,
+    // Its answers are cheap to make again and change from call to call: nothing to keep for retries.
+    callRecord: false,
   })
 }
