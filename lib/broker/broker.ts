@@ -25,7 +25,7 @@
  */
 import { Command, MDPC01, MMI_PREFIX, isHeader, parseClientMessage, parseWorkerMessage } from '../../patterns/majordomo-protocol.js'
 import type { CborLimits } from '../codec/cbor.js'
-import { encodeError, encodeRequest, readEnvelope, scanFrame, type FrameScan } from '../codec/envelope.js'
+import { Kind, MAX_ID, encodeError, encodeRequest, readEnvelope, scanFrame, type FrameScan, type RequestEnvelope } from '../codec/envelope.js'
 import type { StatusCode } from '../errors.js'
 import type { Dispatcher } from '../rpc/dispatcher.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
@@ -34,7 +34,7 @@ import type { Body } from '../transport/send-queue.js'
 import { TransportSocket } from '../transport/socket.js'
 import { BrokerAdmin } from './admin.js'
 import { adminDispatcher } from './admin-service.js'
-import { answerOf, brokerLimits, checkRequest, isAnswerTo } from './intake.js'
+import { answerOf, brokerLimits, checkRequest, isAnswerTo, isZrpcBody } from './intake.js'
 import { RequestQueues, type QueuedRequest } from './queue.js'
 import { WorkerRegistry, type Worker, type WorkerLeftReason } from './workers.js'
 import { BrokerCounters, type BrokerStats, type ServiceStats } from './stats.js'
@@ -119,6 +119,8 @@ export class Broker {
   private readonly joiners = new Set<string>()
   /** `[] MDPW01 0x02 <client> []` per client: one array per client, so its requests for one worker in a turn join. */
   private readonly workerHeads = new Map<string, readonly Buffer[]>()
+  /** Ids the broker gives plain (opaque) requests, to hold them at a worker like the others. */
+  private lastOpaqueId = 0
   private heartbeatTimer: NodeJS.Timeout | undefined
   private sweepTimer: NodeJS.Timeout | undefined
   private closed: Promise<void> | undefined
@@ -182,7 +184,9 @@ export class Broker {
       clearInterval(this.heartbeatTimer)
       clearInterval(this.sweepTimer)
       for (const service of [...this.queues.services()]) {
-        for (const req of this.queues.removeWhere(service, () => true)) this.answer(req.clientId, service, req.request.id, 'UNAVAILABLE', 'the broker is shutting down', NOT_STARTED)
+        for (const req of this.queues.removeWhere(service, () => true)) {
+          if (req.opaque === undefined) this.answer(req.clientId, service, req.request.id, 'UNAVAILABLE', 'the broker is shutting down', NOT_STARTED)
+        }
       }
       await this.admin.close(100)
       await this.socket.close(100)
@@ -201,8 +205,8 @@ export class Broker {
     if ('invalid' in msg) return this.counters.drop(msg.invalid)
     const { service, body } = msg
     if (service.startsWith(MMI_PREFIX)) return this.onMmi(clientId, service, body)
-    const [frame] = body
-    if (body.length !== 1 || frame === undefined) return this.counters.drop('unreadable')
+    if (!isZrpcBody(body)) return this.onOpaque(clientId, service, body)
+    const frame = body[0]!
     const scan = scanFrame(frame, this.limits)
     if (scan.kind === 'malformed') return this.counters.drop('unreadable')
     const clientKey = clientId.toString('latin1')
@@ -253,6 +257,27 @@ export class Broker {
       }
       this.enqueue(req)
     }
+  }
+
+  /**
+   * A plain 7/MDP request (its body is not zrpc): queued and routed unopened, as the reference broker
+   * does, to a plain MDP worker of the service, whose one reply goes back as it came. The broker
+   * cannot answer such a client in its words, so what it refuses (bounds, no worker in time) it
+   * drops and counts (`rejected.opaque-*`).
+   */
+  private onOpaque(clientId: Buffer, service: string, body: readonly Buffer[]): void {
+    if (service === ADMIN || body.length === 0) return this.counters.drop('unreadable')
+    const clientKey = clientId.toString('latin1')
+    const id = ++this.lastOpaqueId
+    // `frame` is what the queue's byte bounds count; the frames go on as they came.
+    const frame = body.length === 1 ? body[0]! : Buffer.concat(body as Buffer[])
+    const request: RequestEnvelope = { kind: Kind.Request, id, service, method: '', timeoutMs: MAX_ID, metadata: null, params: EMPTY }
+    const req: QueuedRequest = { clientId, clientKey, toWorker: cached(this.workerHeads, clientKey, () => addressedHead(Command.Request, clientId)), service, request, frame, receivedAt: Date.now(), opaque: body }
+    const refusal = this.queues.add(req, this.workers.count(service) > 0, this.counters.workerless.size)
+    if (refusal !== undefined) return this.counters.reject(`opaque-${refusal}`)
+    this.counters.service(service).requests++
+    this.touch(service)
+    this.dispatch(service)
   }
 
   /**
@@ -357,7 +382,9 @@ export class Broker {
       if (only === undefined || !only.req.clientId.equals(clientId)) return this.counters.drop('unknown-client')
       const held = this.workers.release(worker, only.clientKey, only.req.id)!
       this.counters.service(held.service).replies++
-      if (isAnswerTo(held.id, body, this.limits)) this.toClient(clientId, held.service, body[0]!)
+      // A plain request's reply goes back unopened, every frame of it, as the reference broker does.
+      if (held.opaque === true) this.socket.pushWithHead([...this.clientHead(held.service), ...body.slice(0, -1)], body.at(-1) ?? EMPTY_FRAME, clientId)
+      else if (isAnswerTo(held.id, body, this.limits)) this.toClient(clientId, held.service, body[0]!)
       else this.refuse(clientId, held.service, held.id, 'bad-reply', 'INTERNAL', `the worker for ${held.service} sent a reply that is not one answer to this call`)
     }
     if (worker.draining && worker.holding === 0) return this.removeWorker(worker, worker.saidDisconnect ? 'disconnected' : 'kicked', !worker.saidDisconnect)
@@ -420,6 +447,10 @@ export class Broker {
     this.emit({ kind: 'left', service: worker.service, identity: worker.identity, reason })
     // The broker cannot know whether running the call again is safe; the client does (idempotent).
     for (const req of held) {
+      if (req.opaque === true) {
+        this.counters.reject('opaque-worker-lost')
+        continue
+      }
       this.refuse(req.clientId, req.service, req.id, 'worker-lost', 'UNAVAILABLE', `the worker serving ${req.service} was lost; the call may or may not have run`, { workerLost: true })
     }
   }
@@ -431,6 +462,17 @@ export class Broker {
   private dispatch(service: string): void {
     let worker: Worker | undefined
     while ((worker = this.workers.next(service)) !== undefined) {
+      const head = this.queues.peek(service)
+      if (head === undefined) break
+      if (head.opaque !== undefined) {
+        // A plain request goes only to a plain worker: a zrpc worker would take its body for envelopes.
+        const plain = this.workers.nextPlain(service)
+        if (plain === undefined) break
+        this.queues.take(service)
+        this.socket.pushWithHead([...head.toWorker, ...head.opaque.slice(0, -1)], head.opaque.at(-1)!, plain.id, false)
+        this.workers.hold(plain, head.clientKey, { clientId: head.clientId, service, id: head.request.id, opaque: true })
+        continue
+      }
       const req = this.queues.take(service)
       if (req === undefined) break
       const left = Math.min(req.request.timeoutMs, Math.ceil(req.receivedAt + req.request.timeoutMs - Date.now()))
@@ -462,6 +504,10 @@ export class Broker {
       for (const req of this.queues.removeWhere(service, (r) => r.receivedAt + r.request.timeoutMs <= now)) this.late(req)
       if (this.workers.live(service) === 0) {
         for (const req of this.queues.removeWhere(service, (r) => now - r.receivedAt >= this.requestExpiryMs)) {
+          if (req.opaque !== undefined) {
+            this.counters.reject('opaque-expired')
+            continue
+          }
           this.refuse(req.clientId, service, req.request.id, 'expired', 'UNAVAILABLE', `no worker for ${service} took the call within ${this.requestExpiryMs} ms`, NOT_STARTED)
         }
       }
@@ -507,6 +553,9 @@ export class Broker {
     return { services: Object.entries(services).map(([name, s]) => ({ name, ...s })), workers: [...workerList], dropped, rejected, expired, queuedBytes }
   }
 }
+
+const EMPTY = new Uint8Array(0)
+const EMPTY_FRAME = Buffer.alloc(0)
 
 /** The head cached under `key`, made on first use; a full cache starts over, so it stays bounded. */
 function cached(heads: Map<string, readonly Buffer[]>, key: string, make: () => readonly Buffer[]): readonly Buffer[] {

@@ -31,6 +31,16 @@ export function checkRequest(service: string, env: Envelope | Malformed): Intake
 }
 
 /**
+ * Whether a client's MDP body is meant as zrpc: one frame that starts like an envelope (an array of
+ * three or more unsigned integers first; a wrong version is still answered as zrpc). Any other body
+ * (the guide's clients send text or binary frames) is a plain request, routed unopened.
+ */
+export function isZrpcBody(body: readonly Buffer[]): boolean {
+  const [frame] = body
+  return body.length === 1 && frame !== undefined && peekHeader(frame) !== undefined
+}
+
+/**
  * The call a worker's envelope belongs to, read from its header: a REPLY or ERROR ends it, an ITEM
  * (a stream's) does not. Undefined for anything else.
  */

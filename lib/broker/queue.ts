@@ -21,6 +21,12 @@ export interface QueuedRequest {
   readonly frame: Buffer
   /** `Date.now()` on arrival. */
   readonly receivedAt: number
+  /**
+   * Set for a plain 7/MDP request whose body is not zrpc: its body frames, passed on unopened to a
+   * plain worker, whose one reply goes back as it is (the reference broker's behaviour). Its
+   * `request` is the broker's own stand-in: an id of its own, no deadline.
+   */
+  readonly opaque?: readonly Buffer[]
 }
 
 /** Limits of {@link RequestQueues}; each has a documented default in broker.ts. */
@@ -92,6 +98,11 @@ export class RequestQueues {
     queue.bytes += bytes
     this.totalBytes += bytes
     return undefined
+  }
+
+  /** The oldest request for `service`, left in place. */
+  peek(service: string): QueuedRequest | undefined {
+    return this.queues.get(service)?.requests[0]
   }
 
   /** The oldest request for `service`, removed. */

@@ -17,6 +17,8 @@ export interface HeldRequest {
   readonly clientId: Buffer
   readonly service: string
   readonly id: number
+  /** A plain 7/MDP request routed unopened: its reply goes back as it comes. */
+  readonly opaque?: boolean
 }
 
 /** A registered worker. */
@@ -147,7 +149,9 @@ export class WorkerRegistry {
     calls.set(req.id, req)
     worker.holding++
     const line = this.byService.get(worker.service)!.line
-    line.shift()
+    // Usually the first in line; a plain request may have gone to a plain worker further back.
+    if (line[0] === worker) line.shift()
+    else line.splice(line.indexOf(worker), 1)
     if (worker.holding < worker.credit) line.push(worker)
     else worker.inLine = false
   }
@@ -165,6 +169,11 @@ export class WorkerRegistry {
       this.byService.get(worker.service)?.line.push(worker)
     }
     return req
+  }
+
+  /** The first plain MDP worker of `service` with credit left (for a plain request), if any. */
+  nextPlain(service: string): Worker | undefined {
+    return this.byService.get(service)?.line.find((w) => !w.extended)
   }
 
   /** The worker of `service` that holds this client's call `id`, if one does. */
