@@ -30,6 +30,12 @@ export const BrokerAdmin = defineService('zrpc.broker', {
           queuedBytes: Type.Integer(),
           requests: Type.Integer(),
           replies: Type.Integer(),
+          /** Age of the oldest waiting request, ms. */
+          oldestQueuedMs: Type.Integer(),
+          /** Requests whose deadline passed while they waited. */
+          expired: Type.Integer(),
+          /** ERROR answers to its callers by status code, from its workers and from the broker. */
+          errors: Counters,
         }),
       ),
       /** Each worker, with the requests it may hold at once (1 for a plain MDP worker) and holds now. */

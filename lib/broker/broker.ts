@@ -25,7 +25,7 @@
  */
 import { Command, MDPC01, MMI_PREFIX, isHeader, parseClientMessage, parseWorkerMessage } from '../../patterns/majordomo-protocol.js'
 import type { CborLimits } from '../codec/cbor.js'
-import { Kind, MAX_ID, encodeError, encodeRequest, readEnvelope, scanFrame, type FrameScan, type RequestEnvelope } from '../codec/envelope.js'
+import { Kind, MAX_ID, encodeError, encodeRequest, readEnvelope, readEnvelopeWithCbor, scanFrame, type FrameScan, type RequestEnvelope } from '../codec/envelope.js'
 import type { StatusCode } from '../errors.js'
 import type { Dispatcher } from '../rpc/dispatcher.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
@@ -384,7 +384,10 @@ export class Broker {
       this.counters.service(held.service).replies++
       // A plain request's reply goes back unopened, every frame of it, as the reference broker does.
       if (held.opaque === true) this.socket.pushWithHead([...this.clientHead(held.service), ...body.slice(0, -1)], body.at(-1) ?? EMPTY_FRAME, clientId)
-      else if (isAnswerTo(held.id, body, this.limits)) this.toClient(clientId, held.service, body[0]!)
+      else if (isAnswerTo(held.id, body, this.limits)) {
+        if (answerOf(body[0]!)?.error === true) this.counters.error(held.service, errorCode(body[0]!))
+        this.toClient(clientId, held.service, body[0]!)
+      }
       else this.refuse(clientId, held.service, held.id, 'bad-reply', 'INTERNAL', `the worker for ${held.service} sent a reply that is not one answer to this call`)
     }
     if (worker.draining && worker.holding === 0) return this.removeWorker(worker, worker.saidDisconnect ? 'disconnected' : 'kicked', !worker.saidDisconnect)
@@ -415,6 +418,7 @@ export class Broker {
       }
       good.push(envelope)
       if (answer.ends) ended++
+      if (answer.error) this.counters.error(worker.service, errorCode(envelope))
     }
     if (good.length === 0) return
     this.counters.service(worker.service).replies += ended
@@ -517,12 +521,15 @@ export class Broker {
 
   private late(req: QueuedRequest): void {
     this.counters.expired++
+    this.counters.service(req.service).expired++
     this.answer(req.clientId, req.service, req.request.id, 'DEADLINE_EXCEEDED', 'deadline passed while queued in the broker')
   }
 
   /** Answers a request the broker itself refuses, counted by reason. */
   private refuse(clientId: Buffer, service: string, id: number, reason: string, code: StatusCode, message: string, details?: unknown): void {
     this.counters.reject(reason)
+    // Only for names the broker tracks (workers or a queue): refusals of invented names leave no entry behind.
+    if (this.workers.count(service) > 0 || this.queues.depth(service) > 0) this.counters.error(service, code)
     this.answer(clientId, service, id, code, message, details)
   }
 
@@ -555,6 +562,12 @@ export class Broker {
 }
 
 const EMPTY = new Uint8Array(0)
+
+/** The status code of an ERROR envelope from a worker (UNKNOWN when it is not a known one): read only for errors, which are rare. */
+function errorCode(envelope: Buffer): StatusCode {
+  const env = readEnvelopeWithCbor(envelope)
+  return env.kind === Kind.Error ? env.code : 'UNKNOWN'
+}
 const EMPTY_FRAME = Buffer.alloc(0)
 
 /** The head cached under `key`, made on first use; a full cache starts over, so it stays bounded. */

@@ -44,11 +44,11 @@ export function isZrpcBody(body: readonly Buffer[]): boolean {
  * The call a worker's envelope belongs to, read from its header: a REPLY or ERROR ends it, an ITEM
  * (a stream's) does not. Undefined for anything else.
  */
-export function answerOf(envelope: Uint8Array): { readonly id: number; readonly ends: boolean } | undefined {
+export function answerOf(envelope: Uint8Array): { readonly id: number; readonly ends: boolean; readonly error: boolean } | undefined {
   const header = peekHeader(envelope)
   if (header === undefined || header.version !== PROTOCOL_VERSION) return undefined
-  if (header.kind === Kind.Reply || header.kind === Kind.Error) return { id: header.id, ends: true }
-  return header.kind === Kind.Item ? { id: header.id, ends: false } : undefined
+  if (header.kind === Kind.Reply || header.kind === Kind.Error) return { id: header.id, ends: true, error: header.kind === Kind.Error }
+  return header.kind === Kind.Item ? { id: header.id, ends: false, error: false } : undefined
 }
 
 /** True when `body` is exactly one REPLY or ERROR envelope for call `id` (a plain MDP worker's answer). */

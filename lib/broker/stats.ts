@@ -19,6 +19,12 @@ export interface ServiceStats {
   readonly queuedBytes: number
   readonly requests: number
   readonly replies: number
+  /** Age of the oldest request waiting, in ms (0 when none waits). */
+  readonly oldestQueuedMs: number
+  /** Requests of this service whose deadline passed while they waited in the broker. */
+  readonly expired: number
+  /** ERROR answers to this service's callers, by status code: from its workers and from the broker itself. */
+  readonly errors: Record<string, number>
 }
 
 /** What `Broker.stats()` reports. */
@@ -61,11 +67,19 @@ const DROP_REASONS = [
 ]
 const REJECT_REASONS = ['queue-full', 'queue-bytes', 'total-bytes', 'unknown-services', 'no-service', 'expired', 'invalid', 'worker-lost', 'bad-reply', 'send-failed']
 
+/** What the broker counts per service while the service has workers or waiting requests. */
+interface PerService {
+  requests: number
+  replies: number
+  expired: number
+  errors: Record<string, number>
+}
+
 /** Counters the broker keeps; see {@link BrokerStats}. */
 export class BrokerCounters {
   private readonly dropped: Record<string, number> = Object.fromEntries(DROP_REASONS.map((r) => [r, 0]))
   private readonly rejected: Record<string, number> = Object.fromEntries(REJECT_REASONS.map((r) => [r, 0]))
-  private readonly perService = new Map<string, { requests: number; replies: number }>()
+  private readonly perService = new Map<string, PerService>()
   /** Names with waiting requests and no worker. */
   readonly workerless = new Set<string>()
   expired = 0
@@ -80,13 +94,19 @@ export class BrokerCounters {
     this.rejected[reason] = (this.rejected[reason] ?? 0) + 1
   }
 
-  service(name: string): { requests: number; replies: number } {
+  service(name: string): PerService {
     let counters = this.perService.get(name)
     if (counters === undefined) {
-      counters = { requests: 0, replies: 0 }
+      counters = { requests: 0, replies: 0, expired: 0, errors: {} }
       this.perService.set(name, counters)
     }
     return counters
+  }
+
+  /** An ERROR with `code` went to a caller of `service`. */
+  error(service: string, code: string): void {
+    const errors = this.service(service).errors
+    errors[code] = (errors[code] ?? 0) + 1
   }
 
   /** Called after any change to a service's queue or workers. */
@@ -96,11 +116,23 @@ export class BrokerCounters {
     else this.workerless.delete(name)
   }
 
-  snapshot(queues: RequestQueues, workers: WorkerRegistry): BrokerStats {
+  snapshot(queues: RequestQueues, workers: WorkerRegistry, now = Date.now()): BrokerStats {
     const services: Record<string, ServiceStats> = {}
     for (const name of new Set([...workers.services(), ...queues.services()])) {
-      const counters = this.perService.get(name) ?? { requests: 0, replies: 0 }
-      services[name] = { workers: workers.count(name), idle: workers.idleCount(name), inFlight: workers.inFlight(name), queued: queues.depth(name), queuedBytes: queues.bytesFor(name), ...counters }
+      const { requests, replies, expired, errors } = this.perService.get(name) ?? { requests: 0, replies: 0, expired: 0, errors: {} }
+      const oldest = queues.peek(name)?.receivedAt
+      services[name] = {
+        workers: workers.count(name),
+        idle: workers.idleCount(name),
+        inFlight: workers.inFlight(name),
+        queued: queues.depth(name),
+        queuedBytes: queues.bytesFor(name),
+        requests,
+        replies,
+        oldestQueuedMs: oldest === undefined ? 0 : Math.max(0, now - oldest),
+        expired,
+        errors: { ...errors },
+      }
     }
     const workerList = [...workers.all()].map(({ identity, service, credit, holding }) => ({ identity, service, credit, holding }))
     return {

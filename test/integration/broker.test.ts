@@ -136,6 +136,35 @@ describe('a service implemented after connectBroker', function () {
 
 describe('the broker management service', function () {
   this.timeout(15_000)
+  it('counts per service: errors by code, expiries in the queue, and the age of the oldest waiting request', async () => {
+    const broker = new Broker(HEARTBEAT)
+    const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+    const server = new RpcServer().implement(Calc, calcHandlers())
+    const client = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
+    try {
+      await server.connectBroker(endpoint, { ...HEARTBEAT, concurrency: 1 })
+      await workersReady(broker, 'calc', 1)
+      const calc = client.service(Calc)
+      expect(await rejection(calc.fail({ how: 'rpc' }))).to.have.property('code', 'NOT_FOUND')
+      expect(await rejection(calc.fail({ how: 'rpc' }))).to.have.property('code', 'NOT_FOUND')
+      // The one credit busy: the next call waits in the queue and runs out of time there.
+      const busy = calc.slow({ ms: 400 })
+      await until(() => broker.stats().services['calc']?.inFlight === 1, 2000, 'the worker busy')
+      const waiting = rejection(calc.add({ a: 1, b: 1 }, { timeoutMs: 150 }))
+      await sleep(60)
+      expect(broker.stats().services['calc']?.oldestQueuedMs).to.be.at.least(40)
+      expect(await waiting).to.have.property('code', 'DEADLINE_EXCEEDED')
+      await busy
+      await until(() => broker.stats().services['calc']?.expired === 1, 2000, 'the expiry counted')
+      const overview = await client.service(BrokerAdmin).services({})
+      expect(overview.services.find((s) => s.name === 'calc')?.errors).to.deep.include({ NOT_FOUND: 2 })
+    } finally {
+      await client.close()
+      await server.close()
+      await broker.close()
+    }
+  })
+
   it('lists services and workers and disconnects a worker, through the broker itself', async () => {
     const broker = new Broker(HEARTBEAT)
     const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
@@ -148,7 +177,8 @@ describe('the broker management service', function () {
       await client.service(Calc).add({ a: 1, b: 1 })
       const before = await admin.services({})
       const calc = before.services.find((s) => s.name === 'calc')
-      expect(calc).to.include({ workers: 1, idle: 1, inFlight: 0, requests: 1, replies: 1, queued: 0 })
+      expect(calc).to.include({ workers: 1, idle: 1, inFlight: 0, requests: 1, replies: 1, queued: 0, oldestQueuedMs: 0, expired: 0 })
+      expect(calc?.errors).to.deep.equal({})
       // One worker socket per service, taking `concurrency` requests at once.
       const calcWorkers = before.workers.filter((w) => w.service === 'calc')
       expect(calcWorkers).to.have.length(1)
