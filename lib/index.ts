@@ -23,6 +23,8 @@ export { RpcClient, type RpcClientOptions, type RpcClientSettings, type RpcClien
 export { leastOutstanding, powerOfTwoChoices, roundRobin, type BalancerName, type EndpointLoad, type LoadBalancer } from './rpc/balancer.js'
 export { Broker, type BrokerOptions, type BrokerStats, type BrokerWorkerEvent } from './broker/broker.js'
 export { BrokerAdmin } from './broker/admin.js'
+export { BrokerQueue, type TicketView } from './service/queue-contract.js'
+export type { QueueClient, QueueMethod, SubmitOptions, TicketStatus } from './service/client-queue.js'
 export type { CallContext } from './rpc/dispatcher.js'
 export type { Metadata } from './codec/envelope.js'
 export type { ValidationIssue } from './service/validator.js'

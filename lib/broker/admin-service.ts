@@ -13,6 +13,8 @@ export interface AdminTarget {
   /** The result of `services`, shaped as the contract says. */
   overview(): unknown
   disconnectWorker(identity: string): boolean
+  /** Deferred calls' tickets, pending and finished. */
+  tickets(): unknown
 }
 
 /** Admin calls running at once, and waiting; they are cheap and answered synchronously. */
@@ -29,6 +31,7 @@ const ADMIN_QUEUE = 64
 export function adminDispatcher(target: AdminTarget): Dispatcher {
   const handlers = new Map<string, RawHandler>([
     ['services', () => Promise.resolve(encodeCbor(target.overview()))],
+    ['tickets', () => encodeCbor(target.tickets())],
     [
       'disconnectWorker',
       (params) => {

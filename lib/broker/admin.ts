@@ -51,6 +51,23 @@ export const BrokerAdmin = defineService('zrpc.broker', {
     }),
     idempotent: true,
   },
+  /** Deferred calls (`zrpc.queue`): every ticket the broker holds, pending or finished and not yet collected. */
+  tickets: {
+    params: Type.Object({}),
+    result: Type.Array(
+      Type.Object({
+        ticket: Type.String(),
+        service: Type.String(),
+        method: Type.String(),
+        state: Type.String(),
+        /** ms since the epoch */
+        submittedAt: Type.Integer(),
+        /** ms since the epoch, 0 while it runs or waits */
+        finishedAt: Type.Integer(),
+      }),
+    ),
+    idempotent: true,
+  },
   /** Asks a worker to finish its request and disconnect; false if the broker does not know it. */
   disconnectWorker: {
     params: Type.Object({ identity: Type.String({ minLength: 1 }) }),

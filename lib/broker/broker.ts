@@ -23,17 +23,20 @@
  * const broker = new Broker({ heartbeatMs: 2500, liveness: 3, maxQueuedBytes: 256 * 1024 * 1024 })
  * const [endpoint] = await broker.bind('tcp://127.0.0.1:*')
  */
+import { randomBytes } from 'node:crypto'
 import { Command, MDPC01, MMI_PREFIX, isHeader, parseClientMessage, parseWorkerMessage } from '../../patterns/majordomo-protocol.js'
 import type { CborLimits } from '../codec/cbor.js'
-import { Kind, MAX_ID, encodeError, encodeRequest, readEnvelope, readEnvelopeWithCbor, scanFrame, type FrameScan, type RequestEnvelope } from '../codec/envelope.js'
-import type { StatusCode } from '../errors.js'
+import { Kind, MAX_ID, encodeCancel, encodeError, encodeRequest, readEnvelope, readEnvelopeWithCbor, scanFrame, type FrameScan, type RequestEnvelope } from '../codec/envelope.js'
+import { RpcError, type StatusCode } from '../errors.js'
 import type { Dispatcher } from '../rpc/dispatcher.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
 import { MMI_ZRPC, addressedHead, clientHead, commandFrames, readCredit } from '../rpc/mdp-frames.js'
-import type { Body } from '../transport/send-queue.js'
+import { bytesOf, type Body } from '../transport/send-queue.js'
 import { TransportSocket } from '../transport/socket.js'
 import { BrokerAdmin } from './admin.js'
 import { adminDispatcher } from './admin-service.js'
+import { BrokerQueue, queueDispatcher, type SubmitParams, type TicketView } from './queue-service.js'
+import { TICKET_DEFAULTS, Tickets, type Ticket, type TicketOutcome } from './tickets.js'
 import { answerOf, brokerLimits, checkRequest, isAnswerTo, isZrpcBody } from './intake.js'
 import { RequestQueues, type QueuedRequest } from './queue.js'
 import { WorkerRegistry, type Worker, type WorkerLeftReason } from './workers.js'
@@ -74,6 +77,12 @@ export interface BrokerOptions {
   readonly requestExpiryMs?: number
   /** Largest message accepted, in bytes (default 4 MiB); bigger senders are disconnected by libzmq. Also the parse limit. */
   readonly maxMessageSize?: number
+  /**
+   * Deferred calls (`zrpc.queue`, `client.queue(Service)`): tickets held at once (default 100 000),
+   * bytes of uncollected results kept (default 64 MiB), and how long a finished ticket is kept
+   * uncollected (default 1 hour). A submit past either bound is refused with RESOURCE_EXHAUSTED.
+   */
+  readonly tickets?: Partial<{ maxTickets: number; maxResultBytes: number; retentionMs: number }>
 }
 
 /** A worker joining or leaving, as {@link Broker.onWorkerEvent} reports it. */
@@ -86,6 +95,15 @@ export interface BrokerWorkerEvent {
 }
 
 const ADMIN = BrokerAdmin.name
+const QUEUE = BrokerQueue.name
+/**
+ * The broker as the client of deferred calls: a routing id no peer can have (libzmq's own ids are 5
+ * bytes from 0x00, and an id a peer sets cannot start with 0x00), so their answers are told apart.
+ */
+const TICKETS_CLIENT = Buffer.from([0x00, 0x7a, 0x71, 0x75, 0x65, 0x75, 0x65])
+const TICKETS_KEY = TICKETS_CLIENT.toString('latin1')
+/** Budget of a submitted call that names none, from submission. */
+const DEFAULT_SUBMIT_TIMEOUT_MS = 60 * 60 * 1000
 // `broker` marks the broker's own refusals: asking the same broker again at once would be refused again.
 const NOT_STARTED = { notStarted: true, broker: true } as const
 /** Envelopes of one client frame read per event-loop turn; a frame of more is read over several turns. */
@@ -109,6 +127,10 @@ export class Broker {
   private readonly workers: WorkerRegistry
   private readonly counters = new BrokerCounters()
   private readonly admin: Dispatcher
+  private readonly queueService: Dispatcher
+  private readonly tickets: Tickets
+  /** Ids of the broker's own REQUESTs for deferred calls. */
+  private lastTicketCallId = 0
   private readonly listeners = new Set<(event: BrokerWorkerEvent) => void>()
   private readonly limits: CborLimits
   private readonly heartbeatMs: number
@@ -138,7 +160,14 @@ export class Broker {
       maxUnknownServices: options.maxUnknownServices ?? BROKER_DEFAULTS.maxUnknownServices,
     })
     this.workers = new WorkerRegistry(this.heartbeatMs * liveness)
-    this.admin = adminDispatcher({ overview: () => this.overview(), disconnectWorker: (identity) => this.disconnectWorker(identity) })
+    this.admin = adminDispatcher({ overview: () => this.overview(), disconnectWorker: (identity) => this.disconnectWorker(identity), tickets: () => this.tickets.list() })
+    this.tickets = new Tickets({ ...TICKET_DEFAULTS, ...options.tickets })
+    this.queueService = queueDispatcher({
+      submit: (params) => this.submit(params),
+      status: (ticket) => view(this.tickets.get(ticket)),
+      collect: (ticket, waitMs, signal) => this.collect(ticket, waitMs, signal),
+      cancel: (ticket) => this.cancelTicket(ticket),
+    })
     this.socket = new TransportSocket(
       { type: 'router', maxMessageSize, notifyPeers: true },
       {
@@ -189,6 +218,7 @@ export class Broker {
         }
       }
       await this.admin.close(100)
+      await this.queueService.close(100)
       await this.socket.close(100)
     })()
     return this.closed
@@ -243,8 +273,9 @@ export class Broker {
         continue
       }
       const { request } = intake
-      if (service === ADMIN) {
-        this.admin.handle(request, clientId.toString('hex'), (out) => this.toClient(clientId, ADMIN, out))
+      if (service === ADMIN || service === QUEUE) {
+        const served = service === ADMIN ? this.admin : this.queueService
+        served.handle(request, clientId.toString('hex'), (out) => this.toClient(clientId, service, out))
         continue
       }
       const start = i === 0 ? 0 : scan.ends[i - 1]!
@@ -260,13 +291,88 @@ export class Broker {
   }
 
   /**
+   * A deferred call: queued with the broker as its client; the ticket is given once it is accepted.
+   * Refused (with the broker's bounds' reasons) like a call, and for the broker's own service names.
+   */
+  private submit(params: SubmitParams): Promise<string> {
+    const { service, method, timeoutMs = DEFAULT_SUBMIT_TIMEOUT_MS, metadata, idempotent } = params
+    if (service === ADMIN || service === QUEUE || service.startsWith(MMI_PREFIX)) return Promise.reject(new RpcError('INVALID_ARGUMENT', `${service} cannot take deferred calls`))
+    const full = this.tickets.refusal()
+    if (full !== undefined) return Promise.reject(new RpcError('RESOURCE_EXHAUSTED', full, NOT_STARTED))
+    const id = ++this.lastTicketCallId
+    const ticketId = randomTicket()
+    const key = idempotent === true ? Buffer.from(ticketId, 'hex') : undefined
+    const frame = encodeRequest(id, service, method, timeoutMs, metadata ?? null, params.params, undefined, key)
+    const request: RequestEnvelope = { kind: Kind.Request, id, service, method, timeoutMs, metadata: metadata ?? null, params: params.params, ...(key !== undefined && { key }) }
+    const req: QueuedRequest = { clientId: TICKETS_CLIENT, clientKey: TICKETS_KEY, toWorker: cached(this.workerHeads, TICKETS_KEY, () => addressedHead(Command.Request, TICKETS_CLIENT)), service, request, frame, receivedAt: Date.now() }
+    let refused: RpcError | undefined
+    this.enqueue(req, (code, message, details) => (refused = new RpcError(code, message, details)))
+    if (refused !== undefined) return Promise.reject(refused)
+    this.tickets.create(service, method, id, req.receivedAt, ticketId)
+    this.dispatch(service)
+    return Promise.resolve(ticketId)
+  }
+
+  /** The ticket's view, waiting up to `waitMs` for its end; a finished ticket is forgotten once collected. */
+  private async collect(id: string, waitMs: number, signal: AbortSignal): Promise<TicketView> {
+    const ticket = this.tickets.get(id)
+    if (ticket !== undefined && ticket.outcome === undefined && waitMs > 0 && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer)
+          ticket.waiters.delete(done)
+          signal.removeEventListener('abort', done)
+          resolve()
+        }
+        const timer = setTimeout(done, waitMs)
+        ticket.waiters.add(done)
+        signal.addEventListener('abort', done, { once: true })
+      })
+    }
+    const seen = view(this.tickets.get(id))
+    if (ticket !== undefined && ticket.outcome !== undefined) this.tickets.remove(ticket)
+    return seen
+  }
+
+  /** Cancels a ticket's call: out of the queue, or a CANCEL to the worker running it. False once it has ended. */
+  private cancelTicket(id: string): boolean {
+    const ticket = this.tickets.get(id)
+    if (ticket === undefined || ticket.outcome !== undefined) return false
+    const cancelled: TicketOutcome = { ok: false, code: 'CANCELLED', message: 'cancelled by ticket', details: null }
+    if (this.queues.cancel(ticket.service, TICKETS_KEY, ticket.callId)) {
+      this.touch(ticket.service)
+      this.tickets.finish(ticket, 'cancelled', cancelled, Date.now())
+      return true
+    }
+    const worker = this.workers.holder(ticket.service, TICKETS_KEY, ticket.callId)
+    if (worker?.extended === true) {
+      this.socket.pushWithHead(cached(this.workerHeads, TICKETS_KEY, () => addressedHead(Command.Request, TICKETS_CLIENT)), encodeCancel(ticket.callId), worker.id, true)
+    }
+    // The worker answers CANCELLED (a zrpc worker) or its result (a plain one, which cannot be told): the ticket ends cancelled either way.
+    this.tickets.finish(ticket, 'cancelled', cancelled, Date.now())
+    return true
+  }
+
+  /** An answer to one of the broker's own calls: it ends its ticket. */
+  private ticketAnswer(envelope: Uint8Array): void {
+    const env = readEnvelopeWithCbor(envelope)
+    if (env.kind !== Kind.Reply && env.kind !== Kind.Error) return
+    const ticket = this.tickets.byCallId(env.id)
+    if (ticket === undefined) return
+    const now = Date.now()
+    if (env.kind === Kind.Reply) return this.tickets.finish(ticket, 'done', { ok: true, result: Uint8Array.prototype.slice.call(env.result) }, now)
+    const state = env.code === 'CANCELLED' ? 'cancelled' : env.code === 'DEADLINE_EXCEEDED' ? 'expired' : 'failed'
+    this.tickets.finish(ticket, state, { ok: false, code: env.code, message: env.message, details: env.details }, now)
+  }
+
+  /**
    * A plain 7/MDP request (its body is not zrpc): queued and routed unopened, as the reference broker
    * does, to a plain MDP worker of the service, whose one reply goes back as it came. The broker
    * cannot answer such a client in its words, so what it refuses (bounds, no worker in time) it
    * drops and counts (`rejected.opaque-*`).
    */
   private onOpaque(clientId: Buffer, service: string, body: readonly Buffer[]): void {
-    if (service === ADMIN || body.length === 0) return this.counters.drop('unreadable')
+    if (service === ADMIN || service === QUEUE || body.length === 0) return this.counters.drop('unreadable')
     const clientKey = clientId.toString('latin1')
     const id = ++this.lastOpaqueId
     // `frame` is what the queue's byte bounds count; the frames go on as they came.
@@ -302,23 +408,27 @@ export class Broker {
     this.counters.drop('unknown-call')
   }
 
-  private enqueue(req: QueuedRequest): void {
+  /** Queues a request, or refuses it: to its client, or through `refused` (a deferred call's submit). */
+  private enqueue(req: QueuedRequest, refused?: (code: StatusCode, message: string, details: unknown) => void): void {
     const { clientId, service, request } = req
-    if (this.workers.live(service) === 0 && this.requestExpiryMs === 0) {
-      return this.refuse(clientId, service, request.id, 'no-service', 'UNAVAILABLE', `no worker for ${service}`, NOT_STARTED)
+    const refuse = (reason: string, code: StatusCode, message: string): void => {
+      if (refused === undefined) return this.refuse(clientId, service, request.id, reason, code, message, NOT_STARTED)
+      this.counters.reject(reason)
+      refused(code, message, NOT_STARTED)
     }
+    if (this.workers.live(service) === 0 && this.requestExpiryMs === 0) return refuse('no-service', 'UNAVAILABLE', `no worker for ${service}`)
     const refusal = this.queues.add(req, this.workers.count(service) > 0, this.counters.workerless.size)
     switch (refusal) {
       case undefined:
         this.counters.service(service).requests++
         return this.touch(service)
       case 'unknown-services':
-        return this.refuse(clientId, service, request.id, refusal, 'UNAVAILABLE', `no worker for ${service}, and the broker already holds requests for ${this.counters.workerless.size} services without one`, NOT_STARTED)
+        return refuse(refusal, 'UNAVAILABLE', `no worker for ${service}, and the broker already holds requests for ${this.counters.workerless.size} services without one`)
       case 'queue-full':
-        return this.refuse(clientId, service, request.id, refusal, 'RESOURCE_EXHAUSTED', `broker queue for ${service} is full (${this.queues.depth(service)} requests); retry later or add workers`, NOT_STARTED)
+        return refuse(refusal, 'RESOURCE_EXHAUSTED', `broker queue for ${service} is full (${this.queues.depth(service)} requests); retry later or add workers`)
       case 'queue-bytes':
       case 'total-bytes':
-        return this.refuse(clientId, service, request.id, refusal, 'RESOURCE_EXHAUSTED', `broker queue for ${service} is full (${refusal === 'queue-bytes' ? `${this.queues.bytesFor(service)} bytes for ${service}` : `${this.queues.bytes} bytes in total`}); retry later or add workers`, NOT_STARTED)
+        return refuse(refusal, 'RESOURCE_EXHAUSTED', `broker queue for ${service} is full (${refusal === 'queue-bytes' ? `${this.queues.bytesFor(service)} bytes for ${service}` : `${this.queues.bytes} bytes in total`}); retry later or add workers`)
     }
   }
 
@@ -326,7 +436,7 @@ export class Broker {
     let code = '501'
     if (service === `${MMI_PREFIX}service`) {
       const name = body.at(-1)?.toString() ?? ''
-      code = name === ADMIN || this.workers.live(name) > 0 ? '200' : '404'
+      code = name === ADMIN || name === QUEUE || this.workers.live(name) > 0 ? '200' : '404'
     } else if (service === MMI_ZRPC) {
       code = '200'
       if (this.joiners.size >= MAX_JOINERS) this.joiners.clear()
@@ -356,7 +466,7 @@ export class Broker {
         return this.removeWorker(worker, 'disconnected', false)
       case 'ready':
         if (worker !== undefined) return this.removeWorker(worker, 'protocol-error', true)
-        if (msg.service.startsWith(MMI_PREFIX) || msg.service === ADMIN) return this.unexpected(sender, 'forbidden-ready')
+        if (msg.service.startsWith(MMI_PREFIX) || msg.service === ADMIN || msg.service === QUEUE) return this.unexpected(sender, 'forbidden-ready')
         return this.addWorker(sender, msg.service, msg.extra)
       case 'heartbeat':
         if (worker === undefined) return this.unexpected(sender, 'unexpected-command')
@@ -422,6 +532,10 @@ export class Broker {
     }
     if (good.length === 0) return
     this.counters.service(worker.service).replies += ended
+    if (clientKey === TICKETS_KEY) {
+      for (const envelope of good) this.ticketAnswer(envelope)
+      return
+    }
     const joins = this.joiners.has(clientKey)
     if (joins && good.length === scan.ends.length) this.socket.pushWithHead(worker.replyHead, frame!, clientId, true)
     else for (const envelope of good) this.socket.pushWithHead(worker.replyHead, envelope, clientId, joins)
@@ -491,6 +605,10 @@ export class Broker {
         break
       }
       this.workers.hold(worker, req.clientKey, { clientId: req.clientId, service, id })
+      if (req.clientId === TICKETS_CLIENT) {
+        const ticket = this.tickets.byCallId(id)
+        if (ticket !== undefined) this.tickets.running(ticket)
+      }
     }
     this.touch(service)
   }
@@ -504,6 +622,7 @@ export class Broker {
   /** Drops queued requests whose deadline passed, and those no worker could take within requestExpiryMs. */
   private sweep(): void {
     const now = Date.now()
+    for (const ticket of this.tickets.expired(now)) this.tickets.remove(ticket)
     for (const service of [...this.queues.services()]) {
       for (const req of this.queues.removeWhere(service, (r) => r.receivedAt + r.request.timeoutMs <= now)) this.late(req)
       if (this.workers.live(service) === 0) {
@@ -539,6 +658,7 @@ export class Broker {
 
   /** One answer to a client: joined with others in its turn only for a client that asked mmi.zrpc. */
   private toClient(clientId: Buffer, service: string, frame: Body): void {
+    if (clientId === TICKETS_CLIENT) return this.ticketAnswer(bytesOf(frame))
     this.socket.pushWithHead(this.clientHead(service), frame, clientId, this.joiners.has(clientId.toString('latin1')))
   }
 
@@ -562,6 +682,20 @@ export class Broker {
 }
 
 const EMPTY = new Uint8Array(0)
+
+/** A ticket: 16 random bytes in hex, not guessable (anyone holding it may collect or cancel). */
+function randomTicket(): string {
+  return randomBytes(16).toString('hex')
+}
+
+/** What status and collect say of a ticket (unknown: never issued, collected, or past its retention). */
+function view(ticket: Ticket | undefined): TicketView {
+  if (ticket === undefined) return { state: 'unknown' }
+  const { outcome } = ticket
+  if (outcome === undefined) return { state: ticket.state }
+  if (outcome.ok) return { state: ticket.state, result: outcome.result }
+  return { state: ticket.state, error: { code: outcome.code, message: outcome.message, details: outcome.details } }
+}
 
 /** The status code of an ERROR envelope from a worker (UNKNOWN when it is not a known one): read only for errors, which are rare. */
 function errorCode(envelope: Buffer): StatusCode {

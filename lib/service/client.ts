@@ -21,6 +21,8 @@ import { MAX_ATTEMPTS, connectionWasLost, retryPolicy, retryWaitsForReady } from
 import type { CallOptions, ServiceClient, ServiceDefinition, StreamOptions } from './contract.js'
 import { DEFAULT_STREAM_WINDOW, StreamReader, failedStream, type StreamRoute } from './client-stream.js'
 import { validatorsFor } from './validator.js'
+import { queueClient, type QueueClient } from './client-queue.js'
+import { BrokerQueue } from './queue-contract.js'
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT_MS } from '../rpc/limits.js'
 
 /** Where an {@link RpcClient} sends its calls: to servers directly, or through a broker. */
@@ -225,6 +227,16 @@ export class RpcClient {
     pick: (tried) => this.pickChannel(tried),
     elsewhere: (tried) => this.options.broker !== undefined || this.channels.some((c) => !tried.has(c)),
     closed: () => this.closed,
+  }
+
+  /**
+   * Deferred calls for a service behind the broker: `submit` gives a ticket once the broker has
+   * accepted the call, `collect` gets its result later, from any client (see client-queue.ts).
+   * Only for a client of a broker.
+   */
+  queue<S extends ServiceDefinition>(service: S): QueueClient<S> {
+    if (this.options.broker === undefined) throw new TypeError('deferred calls go through a broker: new RpcClient({ broker })')
+    return queueClient(service, this.service(BrokerQueue), validatorsFor(service), this.options.validateParams ?? true)
   }
 
   /**
