@@ -82,7 +82,9 @@ export function queueClient<S extends ServiceDefinition>(service: S, queue: Serv
           const code = seen.error !== undefined && isStatusCode(seen.error.code) ? seen.error.code : 'UNKNOWN'
           return { state: seen.state, error: new RpcError(code, seen.error?.message ?? `ticket ${ticket} ${seen.state}`, seen.error?.details ?? undefined) }
         }
-        default:
+        case 'queued':
+        case 'running':
+        case 'unknown':
           return { state: seen.state }
       }
     }
@@ -114,7 +116,8 @@ export function queueClient<S extends ServiceDefinition>(service: S, queue: Serv
             throw status.error
           case 'unknown':
             throw new RpcError('NOT_FOUND', `the broker holds no ticket ${ticket} (never issued, already collected, or past its retention)`)
-          default:
+          case 'queued':
+          case 'running':
             throw new RpcError('UNAVAILABLE', `ticket ${ticket} is still ${status.state} after ${waitMs} ms`, { pending: true, state: status.state })
         }
       },
