@@ -37,7 +37,9 @@ import { BrokerAdmin } from './admin.js'
 import { adminDispatcher } from './admin-service.js'
 import { BrokerQueue, queueDispatcher, type SubmitParams, type TicketView } from './queue-service.js'
 import { TICKET_DEFAULTS, Tickets, type Ticket, type TicketOutcome } from './tickets.js'
+import { DurableCalls, type DurableEntry, type DurableOptions, type DurableStats } from './durable.js'
 import { answerOf, brokerLimits, checkRequest, isAnswerTo, isZrpcBody } from './intake.js'
+import { peekHeader } from '../codec/envelope-heads.js'
 import { RequestQueues, type QueuedRequest } from './queue.js'
 import { WorkerRegistry, type Worker, type WorkerLeftReason } from './workers.js'
 import { BrokerCounters, type BrokerStats, type ServiceStats } from './stats.js'
@@ -83,6 +85,13 @@ export interface BrokerOptions {
    * uncollected (default 1 hour). A submit past either bound is refused with RESOURCE_EXHAUSTED.
    */
   readonly tickets?: Partial<{ maxTickets: number; maxResultBytes: number; retentionMs: number }>
+  /**
+   * Keep every accepted call on disk in `dir` (docs/protocol.md, "The durable broker"): a call is
+   * queued only once it is written (fsync per `sync`, default 'always'), its answer is kept until its
+   * client takes it, and a broker started again on the same directory goes on where it stopped.
+   * Streams are not kept. `zrpc broker --durable DIR`.
+   */
+  readonly durable?: DurableOptions
 }
 
 /** A worker joining or leaving, as {@link Broker.onWorkerEvent} reports it. */
@@ -131,6 +140,11 @@ export class Broker {
   private readonly tickets: Tickets
   /** Ids of the broker's own REQUESTs for deferred calls. */
   private lastTicketCallId = 0
+  /** The durable record, once opened (first bind). */
+  private durable: DurableCalls | undefined
+  private opening: Promise<void> | undefined
+  /** Clients (routing ids in latin1) whose connection went: their durable answers wait for them to come back. */
+  private readonly gone = new Set<string>()
   private readonly listeners = new Set<(event: BrokerWorkerEvent) => void>()
   private readonly limits: CborLimits
   private readonly heartbeatMs: number
@@ -147,7 +161,7 @@ export class Broker {
   private sweepTimer: NodeJS.Timeout | undefined
   private closed: Promise<void> | undefined
 
-  constructor(options: BrokerOptions = {}) {
+  constructor(private readonly options: BrokerOptions = {}) {
     this.heartbeatMs = options.heartbeatMs ?? BROKER_DEFAULTS.heartbeatMs
     const liveness = options.liveness ?? BROKER_DEFAULTS.liveness
     this.requestExpiryMs = options.requestExpiryMs ?? this.heartbeatMs * liveness
@@ -169,7 +183,8 @@ export class Broker {
       cancel: (ticket) => this.cancelTicket(ticket),
     })
     this.socket = new TransportSocket(
-      { type: 'router', maxMessageSize, notifyPeers: true },
+      // handover: a client that reconnects with its fixed routing id (to a durable broker) takes its place at once.
+      { type: 'router', maxMessageSize, notifyPeers: true, socketOptions: { handover: true } },
       {
         onMessage: (frames) => this.onMessage(frames),
         onPeer: (id, event) => this.onPeer(id, event),
@@ -179,6 +194,8 @@ export class Broker {
 
   /** Binds one or more endpoints and returns them resolved (ephemeral ports filled in). */
   async bind(endpoints: string | readonly string[]): Promise<string[]> {
+    // A durable broker reads its record back before it listens: restored calls go first.
+    if (this.options.durable !== undefined) await (this.opening ??= this.openDurable(this.options.durable))
     const resolved: string[] = []
     for (const endpoint of typeof endpoints === 'string' ? [endpoints] : endpoints) resolved.push(await this.socket.bind(endpoint))
     this.heartbeatTimer ??= setInterval(() => this.beat(), this.heartbeatMs)
@@ -202,23 +219,36 @@ export class Broker {
     return true
   }
 
-  stats(): BrokerStats {
+  stats(): BrokerStats & { durable?: DurableStats; tickets: { held: number; resultBytes: number } } {
     const t = this.socket.counters
-    return { ...this.counters.snapshot(this.queues, this.workers), transport: { ...t, send: { ...t.send } } }
+    return {
+      ...this.counters.snapshot(this.queues, this.workers),
+      transport: { ...t, send: { ...t.send } },
+      tickets: { held: this.tickets.size, resultBytes: this.tickets.bytes },
+      ...(this.durable !== undefined && { durable: this.durable.stats }),
+    }
   }
 
-  /** Stops serving: queued callers get UNAVAILABLE `{ notStarted: true }`. Workers notice by heartbeat and re-register with whatever binds next. */
+  /**
+   * Stops serving: queued callers get UNAVAILABLE `{ notStarted: true }`, except on a durable broker,
+   * which keeps them on disk for its next start. Workers notice by heartbeat and re-register with
+   * whatever binds next.
+   */
   close(): Promise<void> {
     this.closed ??= (async () => {
       clearInterval(this.heartbeatTimer)
       clearInterval(this.sweepTimer)
       for (const service of [...this.queues.services()]) {
         for (const req of this.queues.removeWhere(service, () => true)) {
-          if (req.opaque === undefined) this.answer(req.clientId, service, req.request.id, 'UNAVAILABLE', 'the broker is shutting down', NOT_STARTED)
+          // A durable broker keeps its accepted calls for the next start: their callers wait for it.
+          if (req.opaque !== undefined || this.durable?.find(req.clientId === TICKETS_CLIENT ? null : req.clientId, req.request.id) !== undefined) continue
+          this.answer(req.clientId, service, req.request.id, 'UNAVAILABLE', 'the broker is shutting down', NOT_STARTED)
         }
       }
       await this.admin.close(100)
       await this.queueService.close(100)
+      await this.opening?.catch(() => undefined)
+      await this.durable?.close().catch(() => undefined)
       await this.socket.close(100)
     })()
     return this.closed
@@ -231,6 +261,8 @@ export class Broker {
   }
 
   private onClient(clientId: Buffer, frames: Buffer[]): Promise<void> | void {
+    // A client heard from is connected, whether or not its connect notice came first.
+    if (this.gone.size > 0) this.clientBack(clientId.toString('latin1'))
     const msg = parseClientMessage(frames)
     if ('invalid' in msg) return this.counters.drop(msg.invalid)
     const { service, body } = msg
@@ -286,6 +318,91 @@ export class Broker {
         this.late(req)
         continue
       }
+      if (this.durable !== undefined && request.window === undefined) {
+        this.acceptDurable(req)
+        continue
+      }
+      this.enqueue(req)
+    }
+  }
+
+  /**
+   * Durable: the call is written before it is queued. A call already on record (a client sending its
+   * pending calls again after a reconnect) is not taken twice: its answer goes again if it has one.
+   */
+  private acceptDurable(req: QueuedRequest): void {
+    const durable = this.durable!
+    const known = durable.find(req.clientId, req.request.id)
+    if (known !== undefined) {
+      durable.resends++
+      if (known.call.st === 2 && known.call.a !== undefined) this.deliverStored(known)
+      return
+    }
+    const { request } = req
+    const { entry, written } = durable.accept(
+      { c: req.clientId, s: req.service, f: req.frame, at: req.receivedAt, dl: req.receivedAt + request.timeoutMs, k: request.key !== undefined, st: 0 },
+      request.id,
+    )
+    written.then(
+      () => this.enqueue(req),
+      (err: unknown) => this.settle(entry, encodeError(request.id, 'UNAVAILABLE', `the broker could not write the call to disk: ${(err as Error).message}`, NOT_STARTED)),
+    )
+  }
+
+  /** An answer for a durable call: kept on record, then sent to its client if it is connected. */
+  private settle(entry: DurableEntry, answer: Uint8Array): void {
+    this.durable!.answered(entry, answer)
+    if (entry.call.c === null) return
+    if (this.gone.has(keyFor(entry.call.c))) return
+    this.deliverStored(entry)
+  }
+
+  /** Sends a durable call's answer to its client and forgets the call. */
+  private deliverStored(entry: DurableEntry): void {
+    const { c, s: service, a } = entry.call
+    if (c === null || a === undefined) return
+    const clientId = Buffer.from(c)
+    this.socket.pushWithHead(this.clientHead(service), Buffer.from(a), clientId, this.joiners.has(clientId.toString('latin1')))
+    this.durable!.deliveredNow(entry, Date.now())
+  }
+
+  /**
+   * Reads the durable record back (before the broker listens): deferred calls become tickets again,
+   * answered calls wait for their clients, queued ones (and idempotent ones that were at a worker)
+   * are queued again, and a call that was at a worker and must not run twice is answered as lost.
+   */
+  private async openDurable(options: DurableOptions): Promise<void> {
+    const durable = await DurableCalls.open(options)
+    this.durable = durable
+    const now = Date.now()
+    for (const entry of [...durable.entries()]) {
+      const { call } = entry
+      const env = readEnvelopeWithCbor(call.f)
+      if (env.kind !== Kind.Request) {
+        durable.forget(entry)
+        continue
+      }
+      const clientId = call.c === null ? TICKETS_CLIENT : Buffer.from(call.c)
+      const clientKey = clientId.toString('latin1')
+      if (call.c === null) {
+        this.lastTicketCallId = Math.max(this.lastTicketCallId, env.id)
+        const ticket = this.tickets.create(env.service, env.method, env.id, call.at, call.t)
+        if (call.st === 2 && call.a !== undefined) this.ticketAnswer(call.a)
+        else if (ticket.outcome === undefined && call.st === 1 && !call.k) this.ticketAnswer(lostAtRestart(env.id))
+      } else this.gone.add(clientKey) // its answers wait until it connects
+      if (call.st === 2) continue
+      if (call.st === 1 && !call.k) {
+        if (call.c !== null) durable.answered(entry, lostAtRestart(env.id))
+        continue
+      }
+      const left = call.dl - now
+      if (left <= 0) {
+        const expired = encodeError(env.id, 'DEADLINE_EXCEEDED', 'deadline passed while the broker was down')
+        if (call.c === null) this.ticketAnswer(expired)
+        else durable.answered(entry, expired)
+        continue
+      }
+      const req: QueuedRequest = { clientId, clientKey, toWorker: cached(this.workerHeads, clientKey, () => addressedHead(Command.Request, clientId)), service: call.s, request: env, frame: Buffer.from(call.f), receivedAt: call.at }
       this.enqueue(req)
     }
   }
@@ -305,12 +422,37 @@ export class Broker {
     const frame = encodeRequest(id, service, method, timeoutMs, metadata ?? null, params.params, undefined, key)
     const request: RequestEnvelope = { kind: Kind.Request, id, service, method, timeoutMs, metadata: metadata ?? null, params: params.params, ...(key !== undefined && { key }) }
     const req: QueuedRequest = { clientId: TICKETS_CLIENT, clientKey: TICKETS_KEY, toWorker: cached(this.workerHeads, TICKETS_KEY, () => addressedHead(Command.Request, TICKETS_CLIENT)), service, request, frame, receivedAt: Date.now() }
-    let refused: RpcError | undefined
-    this.enqueue(req, (code, message, details) => (refused = new RpcError(code, message, details)))
-    if (refused !== undefined) return Promise.reject(refused)
-    this.tickets.create(service, method, id, req.receivedAt, ticketId)
-    this.dispatch(service)
-    return Promise.resolve(ticketId)
+    const queue = (): string => {
+      let refused: RpcError | undefined
+      this.enqueue(req, (code, message, details) => (refused = new RpcError(code, message, details)))
+      if (refused !== undefined) throw refused
+      this.tickets.create(service, method, id, req.receivedAt, ticketId)
+      this.dispatch(service)
+      return ticketId
+    }
+    if (this.durable === undefined) {
+      try {
+        return Promise.resolve(queue())
+      } catch (err) {
+        return Promise.reject(err)
+      }
+    }
+    // Durable: the ticket is given once the call is on disk.
+    const { entry, written } = this.durable.accept({ c: null, s: service, f: frame, at: req.receivedAt, dl: req.receivedAt + timeoutMs, k: key !== undefined, st: 0, t: ticketId }, id)
+    return written.then(
+      () => {
+        try {
+          return queue()
+        } catch (err) {
+          this.durable?.forget(entry)
+          throw err
+        }
+      },
+      (err: unknown) => {
+        this.durable?.forget(entry)
+        throw new RpcError('UNAVAILABLE', `the broker could not write the call to disk: ${(err as Error).message}`, NOT_STARTED)
+      },
+    )
   }
 
   /** The ticket's view, waiting up to `waitMs` for its end; a finished ticket is forgotten once collected. */
@@ -330,7 +472,7 @@ export class Broker {
       })
     }
     const seen = view(this.tickets.get(id))
-    if (ticket !== undefined && ticket.outcome !== undefined) this.tickets.remove(ticket)
+    if (ticket !== undefined && ticket.outcome !== undefined) this.forgetTicket(ticket)
     return seen
   }
 
@@ -339,6 +481,8 @@ export class Broker {
     const ticket = this.tickets.get(id)
     if (ticket === undefined || ticket.outcome !== undefined) return false
     const cancelled: TicketOutcome = { ok: false, code: 'CANCELLED', message: 'cancelled by ticket', details: null }
+    const stored = this.durable?.find(null, ticket.callId)
+    if (stored !== undefined) this.durable!.answered(stored, encodeError(ticket.callId, 'CANCELLED', 'cancelled by ticket'))
     if (this.queues.cancel(ticket.service, TICKETS_KEY, ticket.callId)) {
       this.touch(ticket.service)
       this.tickets.finish(ticket, 'cancelled', cancelled, Date.now())
@@ -353,12 +497,21 @@ export class Broker {
     return true
   }
 
+  /** A ticket collected or past its retention: gone, from disk too. */
+  private forgetTicket(ticket: Ticket): void {
+    const stored = this.durable?.find(null, ticket.callId)
+    if (stored !== undefined) this.durable!.forget(stored)
+    this.tickets.remove(ticket)
+  }
+
   /** An answer to one of the broker's own calls: it ends its ticket. */
   private ticketAnswer(envelope: Uint8Array): void {
     const env = readEnvelopeWithCbor(envelope)
     if (env.kind !== Kind.Reply && env.kind !== Kind.Error) return
     const ticket = this.tickets.byCallId(env.id)
     if (ticket === undefined) return
+    const stored = this.durable?.find(null, env.id)
+    if (stored !== undefined) this.durable!.answered(stored, Uint8Array.prototype.slice.call(envelope))
     const now = Date.now()
     if (env.kind === Kind.Reply) return this.tickets.finish(ticket, 'done', { ok: true, result: Uint8Array.prototype.slice.call(env.result) }, now)
     const state = env.code === 'CANCELLED' ? 'cancelled' : env.code === 'DEADLINE_EXCEEDED' ? 'expired' : 'failed'
@@ -442,7 +595,8 @@ export class Broker {
       if (this.joiners.size >= MAX_JOINERS) this.joiners.clear()
       this.joiners.add(clientId.toString('latin1'))
     }
-    // As the reference: the last body frame is replaced by the code.
+    // As the reference: the last body frame is replaced by the code. A durable broker says so after it.
+    if (service === MMI_ZRPC && this.options.durable !== undefined) return void this.socket.pushWithHead(clientHead(service, [...body.slice(0, -1), Buffer.from(code)]), DURABLE, clientId)
     this.socket.pushWithHead(clientHead(service, body.slice(0, -1)), Buffer.from(code), clientId)
   }
 
@@ -536,13 +690,32 @@ export class Broker {
       for (const envelope of good) this.ticketAnswer(envelope)
       return
     }
+    if (this.durable !== undefined && this.durable.size > 0) return this.durableReply(worker, clientId, good)
     const joins = this.joiners.has(clientKey)
     if (joins && good.length === scan.ends.length) this.socket.pushWithHead(worker.replyHead, frame!, clientId, true)
     else for (const envelope of good) this.socket.pushWithHead(worker.replyHead, envelope, clientId, joins)
   }
 
+  /** A credit worker's answers for a client of a durable broker: each answer of a call on record goes through its record. */
+  private durableReply(worker: Worker, clientId: Buffer, envelopes: readonly Buffer[]): void {
+    const joins = this.joiners.has(clientId.toString('latin1'))
+    for (const envelope of envelopes) {
+      const answer = answerOf(envelope)
+      const entry = answer?.ends === true ? this.durable!.find(clientId, answer.id) : undefined
+      if (entry !== undefined) this.settle(entry, envelope)
+      else this.socket.pushWithHead(worker.replyHead, envelope, clientId, joins)
+    }
+  }
+
+  /** A client of a durable broker is back: the answers that waited for it go now. */
+  private clientBack(key: string): void {
+    if (!this.gone.delete(key) || this.durable === undefined) return
+    for (const entry of [...this.durable.entries()]) if (entry.call.st === 2 && entry.call.c !== null && keyFor(entry.call.c) === key) this.deliverStored(entry)
+  }
+
   private onPeer(id: Buffer, event: 'connected' | 'disconnected'): void {
-    if (event !== 'disconnected') return
+    if (event === 'connected') return this.clientBack(id.toString('latin1'))
+    if (this.durable !== undefined) this.gone.add(id.toString('latin1'))
     this.joiners.delete(id.toString('latin1'))
     const worker = this.workers.get(id.toString('hex'))
     // Its connection is gone: whatever it held cannot be answered, so say so now rather than after the liveness window.
@@ -580,19 +753,17 @@ export class Broker {
   private dispatch(service: string): void {
     let worker: Worker | undefined
     while ((worker = this.workers.next(service)) !== undefined) {
-      const head = this.queues.peek(service)
-      if (head === undefined) break
-      if (head.opaque !== undefined) {
-        // A plain request goes only to a plain worker: a zrpc worker would take its body for envelopes.
-        const plain = this.workers.nextPlain(service)
-        if (plain === undefined) break
-        this.queues.take(service)
-        this.socket.pushWithHead([...head.toWorker, ...head.opaque.slice(0, -1)], head.opaque.at(-1)!, plain.id, false)
-        this.workers.hold(plain, head.clientKey, { clientId: head.clientId, service, id: head.request.id, opaque: true })
+      // A plain request goes only to a plain worker (a zrpc worker would take its body for envelopes);
+      // with none free, the zrpc requests behind it go first rather than wait behind it.
+      const plain = this.workers.nextPlain(service)
+      const req = this.queues.takeFirst(service, plain === undefined ? isZrpcRequest : anyRequest)
+      if (req === undefined) break
+      if (req.opaque !== undefined) {
+        this.socket.pushWithHead([...req.toWorker, ...req.opaque.slice(0, -1)], req.opaque.at(-1)!, plain!.id, false)
+        this.workers.hold(plain!, req.clientKey, { clientId: req.clientId, service, id: req.request.id, opaque: true })
         continue
       }
-      const req = this.queues.take(service)
-      if (req === undefined) break
+
       const left = Math.min(req.request.timeoutMs, Math.ceil(req.receivedAt + req.request.timeoutMs - Date.now()))
       if (left <= 0) {
         this.late(req)
@@ -600,17 +771,32 @@ export class Broker {
       }
       const { id, method, metadata, params, window, key } = req.request
       const frame = left < req.request.timeoutMs ? encodeRequest(id, service, method, left, metadata, params, window, key) : req.frame
+      const stored = this.durable?.find(req.clientId === TICKETS_CLIENT ? null : req.clientId, id)
+      if (stored !== undefined && !stored.call.k) {
+        // It must not run twice: on record as sent before it goes, so a restart never sends it again.
+        this.workers.hold(worker, req.clientKey, { clientId: req.clientId, service, id })
+        const to = worker
+        this.durable!.sent(stored).then(
+          () => void this.socket.pushWithHead(req.toWorker, frame, to.id, to.extended),
+          () => undefined,
+        )
+        this.markTicketRunning(req)
+        continue
+      }
       if (!this.socket.pushWithHead(req.toWorker, frame, worker.id, worker.extended)) {
         this.refuse(req.clientId, service, id, 'send-failed', 'UNAVAILABLE', `the broker could not send the request to a ${service} worker (send queue full)`, NOT_STARTED)
         break
       }
       this.workers.hold(worker, req.clientKey, { clientId: req.clientId, service, id })
-      if (req.clientId === TICKETS_CLIENT) {
-        const ticket = this.tickets.byCallId(id)
-        if (ticket !== undefined) this.tickets.running(ticket)
-      }
+      this.markTicketRunning(req)
     }
     this.touch(service)
+  }
+
+  private markTicketRunning(req: QueuedRequest): void {
+    if (req.clientId !== TICKETS_CLIENT) return
+    const ticket = this.tickets.byCallId(req.request.id)
+    if (ticket !== undefined) this.tickets.running(ticket)
   }
 
   /** Heartbeat tick: expire silent workers, beat the rest (busy ones too: zrpc workers answer each beat). */
@@ -622,7 +808,16 @@ export class Broker {
   /** Drops queued requests whose deadline passed, and those no worker could take within requestExpiryMs. */
   private sweep(): void {
     const now = Date.now()
-    for (const ticket of this.tickets.expired(now)) this.tickets.remove(ticket)
+    for (const ticket of this.tickets.expired(now)) this.forgetTicket(ticket)
+    if (this.durable !== undefined) {
+      this.durable.sweep(now)
+      // Remember only the gone clients that answers still wait for.
+      if (this.gone.size > 1000) {
+        const waitedFor = new Set<string>()
+        for (const entry of this.durable.entries()) if (entry.call.c !== null) waitedFor.add(keyFor(entry.call.c))
+        for (const key of this.gone) if (!waitedFor.has(key)) this.gone.delete(key)
+      }
+    }
     for (const service of [...this.queues.services()]) {
       for (const req of this.queues.removeWhere(service, (r) => r.receivedAt + r.request.timeoutMs <= now)) this.late(req)
       if (this.workers.live(service) === 0) {
@@ -659,6 +854,12 @@ export class Broker {
   /** One answer to a client: joined with others in its turn only for a client that asked mmi.zrpc. */
   private toClient(clientId: Buffer, service: string, frame: Body): void {
     if (clientId === TICKETS_CLIENT) return this.ticketAnswer(bytesOf(frame))
+    if (this.durable !== undefined && this.durable.size > 0) {
+      const bytes = bytesOf(frame)
+      const id = peekHeader(bytes)?.id
+      const entry = id === undefined ? undefined : this.durable.find(clientId, id)
+      if (entry !== undefined && entry.call.st !== 2) return this.settle(entry, bytes)
+    }
     this.socket.pushWithHead(this.clientHead(service), frame, clientId, this.joiners.has(clientId.toString('latin1')))
   }
 
@@ -682,6 +883,19 @@ export class Broker {
 }
 
 const EMPTY = new Uint8Array(0)
+const isZrpcRequest = (req: QueuedRequest): boolean => req.opaque === undefined
+const anyRequest = (): boolean => true
+const DURABLE = Buffer.from('durable')
+
+/** The answer to a call that was at a worker when the broker stopped, and must not run twice. */
+function lostAtRestart(id: number): Buffer {
+  return encodeError(id, 'UNAVAILABLE', 'the broker stopped while this call was at a worker; it may or may not have run', { workerLost: true, mayHaveRun: true })
+}
+
+/** A routing id as the broker's maps key it. */
+function keyFor(client: Uint8Array): string {
+  return Buffer.from(client.buffer, client.byteOffset, client.byteLength).toString('latin1')
+}
 
 /** A ticket: 16 random bytes in hex, not guessable (anyone holding it may collect or cancel). */
 function randomTicket(): string {

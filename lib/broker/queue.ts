@@ -105,6 +105,19 @@ export class RequestQueues {
     return this.queues.get(service)?.requests[0]
   }
 
+  /** The oldest request for `service` that `test` accepts, removed (usually the first: a scan only past plain requests no worker takes yet). */
+  takeFirst(service: string, test: (req: QueuedRequest) => boolean): QueuedRequest | undefined {
+    const queue = this.queues.get(service)
+    if (queue === undefined) return undefined
+    const first = queue.requests[0]
+    if (first !== undefined && test(first)) return this.take(service)
+    const at = queue.requests.findIndex(test)
+    if (at < 0) return undefined
+    const [req] = queue.requests.splice(at, 1)
+    this.forget(queue, req!)
+    return req
+  }
+
   /** The oldest request for `service`, removed. */
   take(service: string): QueuedRequest | undefined {
     const queue = this.queues.get(service)

@@ -44,6 +44,8 @@ export interface ChannelOptions {
   readonly framing?: Framing
   /** Heartbeats to a direct server (docs/protocol.md, Heartbeats); false: none. */
   readonly heartbeat?: HeartbeatOptions | false
+  /** A fixed routing id for the socket (through a broker), instead of one libzmq picks per connection. */
+  readonly routingId?: string
 }
 
 /** When a server that stopped answering is given up on. */
@@ -136,8 +138,15 @@ export class Channel {
       answered: (call) => this.latency.add(performance.now() - call.sentAt),
     }
     this.socket = new TransportSocket(
-      // A short linger, so the CANCELs that close() writes can leave after the socket closes.
-      { type: 'dealer', maxMessageSize: options.maxMessageSize, coalesce: options.coalesce && this.framing.coalesce, lingerMs: CLOSE_DRAIN_MS },
+      // A short linger, so the CANCELs that close() writes can leave after the socket closes. Through a
+      // broker a fixed routing id, so a durable broker knows this client again after either side restarts.
+      {
+        type: 'dealer',
+        maxMessageSize: options.maxMessageSize,
+        coalesce: options.coalesce && this.framing.coalesce,
+        lingerMs: CLOSE_DRAIN_MS,
+        ...(options.routingId !== undefined && { socketOptions: { routingId: options.routingId } }),
+      },
       {
         onMessage: (frames) => {
           this.heard()
@@ -385,10 +394,22 @@ export class Channel {
   private onState(state: ConnectionState): void {
     if (this.closed) return
     if (this.wasReady && state !== 'ready') {
-      // The server's replies would go to a connection that no longer exists: fail now, not at the deadlines.
       this.counters.connectionsLost++
-      const lost = new RpcError('UNAVAILABLE', `connection to ${this.endpoint} lost; the call may or may not have run`, { connectionLost: true })
-      for (const call of [...this.pending.values()]) if (call.sent) call.reject(lost)
+      if (this.framing.durable) {
+        // A durable broker keeps what it accepted: the calls go again, same ids, once connected again;
+        // it answers each once (streams it does not keep: they end).
+        for (const call of [...this.pending.values()]) {
+          if (call.window === undefined) {
+            // On record there (or about to be): it waits for the broker to come back, up to its deadline.
+            if (call.sent) call.waitForReady = true
+            call.sent = false
+          } else if (call.sent) call.reject(new RpcError('UNAVAILABLE', `connection to ${this.endpoint} lost during the stream`, { connectionLost: true }))
+        }
+      } else {
+        // The server's replies would go to a connection that no longer exists: fail now, not at the deadlines.
+        const lost = new RpcError('UNAVAILABLE', `connection to ${this.endpoint} lost; the call may or may not have run`, { connectionLost: true })
+        for (const call of [...this.pending.values()]) if (call.sent) call.reject(lost)
+      }
     }
     if (state === 'ready' && !this.wasReady) this.framing.connected?.(this.socket)
     this.wasReady = state === 'ready'

@@ -5,7 +5,7 @@
  * ```
  *   direct  ->  [ frame ]                                  <-  [ frame ]
  *   mdp     ->  [ '' ][ 'MDPC01' ][ service ][ frame ]     <-  [ '' ][ 'MDPC01' ][ service ][ frame ]
- *   mdp     ->  [ '' ][ 'MDPC01' ][ 'mmi.zrpc' ][ 'zrpc/1' ]   <-  [ '' ][ 'MDPC01' ][ 'mmi.zrpc' ][ '200' ]
+ *   mdp     ->  [ '' ][ 'MDPC01' ][ 'mmi.zrpc' ][ 'zrpc/1' ]   <-  [ '' ][ 'MDPC01' ][ 'mmi.zrpc' ][ '200' ]( [ 'durable' ] )
  * ```
  * Through a broker, the calls of one turn for one service are joined into one frame only once the
  * broker has answered `mmi.zrpc` with 200 (a zrpc broker, which splits them); until then, and with
@@ -41,6 +41,11 @@ export interface Framing {
   /** Streams can travel: true direct and through a zrpc broker, false through another broker, undefined until the broker has said which it is. */
   readonly streams: boolean | undefined
   /**
+   * The peer keeps the calls it accepted across its own restart (a durable zrpc broker): calls in
+   * flight when the connection drops are sent again on the new one, with the same ids, instead of failing.
+   */
+  readonly durable: boolean
+  /**
    * Every received message must carry exactly one envelope (a broker not known to check replies).
    * A message that breaks this is dropped whole: a broker that relays whatever workers send would
    * otherwise let a worker end several calls with one message.
@@ -59,6 +64,7 @@ export const directFraming: Framing = {
   coalesce: true,
   canCancel: true,
   streams: true,
+  durable: false,
   oneReplyPerMessage: false,
   push: (socket, _service, frame) => socket.push(frame),
   unwrap: (message) => (message.length === 1 ? { frame: message[0]! } : undefined),
@@ -76,6 +82,7 @@ export function mdpFraming(): Framing {
   const heads = new Map<string, readonly Buffer[]>()
   let zrpcBroker = false
   let answered = false
+  let durable = false
   return {
     coalesce: true,
     get canCancel() {
@@ -83,6 +90,10 @@ export function mdpFraming(): Framing {
     },
     get streams() {
       return answered ? zrpcBroker : undefined
+    },
+    // Kept from the last answer across a reconnect: the broker that comes back is the one that said so.
+    get durable() {
+      return durable
     },
     get oneReplyPerMessage() {
       return !zrpcBroker
@@ -103,13 +114,16 @@ export function mdpFraming(): Framing {
     },
     unwrap: (message) => {
       const [empty, header, service, frame] = message
-      if (message.length !== 4 || empty === undefined || empty.length !== 0 || !isHeader(header, MDPC01)) return undefined
-      const name = service!.toString()
+      if (empty === undefined || empty.length !== 0 || !isHeader(header, MDPC01) || service === undefined) return undefined
+      const name = service.toString()
       if (name === MMI_ZRPC) {
-        zrpcBroker = frame!.toString() === '200'
+        // [ '' MDPC01 mmi.zrpc '200' ] from a zrpc broker, [ ... '200' 'durable' ] from a durable one.
+        zrpcBroker = frame?.toString() === '200'
+        durable = zrpcBroker && message[4]?.toString() === 'durable'
         answered = true
         return null
       }
+      if (message.length !== 4) return undefined
       return { frame: frame!, service: name }
     },
   }

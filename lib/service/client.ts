@@ -120,7 +120,8 @@ export class RpcClient {
         maxMessageSize,
         coalesce: options.coalesce ?? true,
         heartbeat: options.broker !== undefined ? false : heartbeat,
-        ...(options.broker !== undefined && { framing: mdpFraming() }),
+        // A fixed routing id ('z' and 16 random hex digits; libzmq forbids a leading zero byte), so a durable broker knows this client after a reconnect.
+        ...(options.broker !== undefined && { framing: mdpFraming(), routingId: `z${this.keyPrefix.toString('hex')}` }),
       })
     this.channels = endpoints.map(this.newChannel)
   }
