@@ -9,6 +9,7 @@ const MIN_MESSAGE_SIZE = 64 * 1024
 
 export const BROKER_USAGE = `usage: zrpc broker [--bind endpoint]... [--heartbeat ms] [--liveness n] [--max-queue n] [--max-queue-bytes n]
                    [--max-total-queue-bytes n] [--max-unknown-services n] [--max-message-size n] [--request-expiry ms]
+                   [--durable dir [--sync always|batch|none]]
 
 Runs a broker in the foreground until SIGINT or SIGTERM, one line per worker joining or leaving.
 
@@ -21,7 +22,9 @@ Runs a broker in the foreground until SIGINT or SIGTERM, one line per worker joi
   --max-total-queue-bytes bytes queued for all services before RESOURCE_EXHAUSTED (default 268435456, 256 MiB)
   --max-unknown-services  service names waiting with no worker before UNAVAILABLE at once (default 1000)
   --max-message-size      largest message accepted, in bytes (default 4194304, 4 MiB; at least 65536)
-  --request-expiry        ms a request waits for a service with no worker before UNAVAILABLE (default heartbeat x liveness)`
+  --request-expiry        ms a request waits for a service with no worker before UNAVAILABLE (default heartbeat x liveness)
+  --durable               keep every accepted call on disk in this directory; a broker started again on it goes on where it stopped
+  --sync                  with --durable, when a write counts as done: always (fsync, default), batch (fsync every 10 ms), none (OS cache: survives a crash of the broker, not of the machine)`
 
 /** What the broker command needs from its surroundings; tests pass their own. */
 export interface BrokerCliIo {
@@ -53,6 +56,8 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
         'max-unknown-services': { type: 'string' },
         'max-message-size': { type: 'string' },
         'request-expiry': { type: 'string' },
+        durable: { type: 'string' },
+        sync: { type: 'string' },
       },
       strict: true,
     }))
@@ -80,6 +85,11 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
     io.error(`zrpc broker: --max-message-size must be at least ${MIN_MESSAGE_SIZE} (the protocol's cap on joined frames), got ${numbers['max-message-size']}`)
     return 2
   }
+  const sync = values.sync
+  if (sync !== undefined && (values.durable === undefined || !['always', 'batch', 'none'].includes(sync))) {
+    io.error(`zrpc broker: --sync takes always, batch or none, with --durable; got ${JSON.stringify(sync)}${values.durable === undefined ? ' without --durable' : ''}`)
+    return 2
+  }
   // Loaded only now: the broker brings in the RPC server and its TypeBox compiler, a quarter second
   // of start-up that --help and a mistyped option should not wait for.
   const { Broker } = await import('../broker/broker.js')
@@ -92,6 +102,7 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
     ...(numbers['max-unknown-services'] !== undefined && { maxUnknownServices: numbers['max-unknown-services'] }),
     ...(numbers['max-message-size'] !== undefined && { maxMessageSize: numbers['max-message-size'] }),
     ...(numbers['request-expiry'] !== undefined && { requestExpiryMs: numbers['request-expiry'] }),
+    ...(values.durable !== undefined && { durable: { dir: values.durable, ...(sync !== undefined && { sync: sync as 'always' | 'batch' | 'none' }) } }),
   })
   broker.onWorkerEvent((e) => {
     if (e.service === 'zrpc.broker') return
@@ -99,7 +110,8 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
   })
   try {
     const endpoints = await broker.bind(values.bind ?? ['tcp://127.0.0.1:5555'])
-    io.print(`broker listening on ${endpoints.join(', ')}`)
+    const durable = broker.stats().durable
+    io.print(`broker listening on ${endpoints.join(', ')}${durable === undefined ? '' : ` (durable in ${values.durable}: ${durable.calls} calls read back)`}`)
   } catch (err) {
     await broker.close()
     io.error(`zrpc broker: cannot bind: ${(err as Error).message}`)

@@ -5,7 +5,11 @@ import { fileURLToPath } from 'node:url'
 import { RpcClient, RpcServer } from '../../lib/index.js'
 import { runBroker } from '../../lib/cli/broker.js'
 import { Calc, calcHandlers } from '../helpers/calc.js'
-import { until } from '../helpers/endpoints.js'
+import { sleep, until } from '../helpers/endpoints.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { deadEndpoint } from './client-raw-server.js'
 import { Dealer } from 'zeromq'
 import { encodeCbor } from '../../lib/codec/cbor.js'
 import { encodeRequest, parseFrame } from '../../lib/codec/envelope.js'
@@ -41,6 +45,38 @@ describe('zrpc broker (CLI)', function () {
     expect(out).to.not.include('zrpc.broker')
   })
 
+  it('--durable DIR keeps accepted calls across a restart of the command: the waiting caller is answered by the next one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zrpc-cli-durable-'))
+    const endpoint = await deadEndpoint()
+    const start = async (): Promise<{ child: ReturnType<typeof spawn>; output: () => string; exited: Promise<unknown[]> }> => {
+      const child = spawn(process.execPath, [BIN, 'broker', '--bind', endpoint, '--heartbeat', '100', '--durable', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+      let out = ''
+      child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk))
+      const exited = once(child, 'exit')
+      await until(() => out.includes('listening on'), 10_000, 'broker listening')
+      return { child, output: () => out, exited }
+    }
+    const client = new RpcClient({ broker: endpoint, timeoutMs: 20_000 })
+    const server = new RpcServer().implement(Calc, calcHandlers())
+    let running = await start()
+    try {
+      const sum = client.service(Calc).add({ a: 40, b: 2 }) // no worker yet: it waits in the broker, on disk
+      await sleep(300)
+      running.child.kill('SIGTERM')
+      await running.exited
+      running = await start()
+      expect(running.output()).to.include(`(durable in ${dir}: 1 calls read back)`)
+      await server.connectBroker(endpoint, { heartbeatMs: 100 })
+      expect(await sum).to.equal(42)
+    } finally {
+      await client.close()
+      await server.close()
+      running.child.kill('SIGTERM')
+      await running.exited
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it('refuses bad options with exit code 2, on the error writer, not the output', async () => {
     const printed: string[] = []
     const errors: string[] = []
@@ -52,6 +88,9 @@ describe('zrpc broker (CLI)', function () {
     expect(await runBroker(['--max-queue-bytes', '0'], io)).to.equal(2)
     expect(await runBroker(['--max-message-size', '1000'], io)).to.equal(2)
     expect(errors.join('\n')).to.include('--max-queue-bytes must be a positive integer').and.include('--max-message-size must be at least 65536')
+    expect(await runBroker(['--sync', 'always'], io)).to.equal(2)
+    expect(await runBroker(['--durable', '/tmp/x', '--sync', 'sometimes'], io)).to.equal(2)
+    expect(errors.join('\n')).to.include('--sync takes always, batch or none, with --durable')
     expect(printed).to.deep.equal([])
   })
 
