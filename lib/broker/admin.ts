@@ -48,6 +48,10 @@ export const BrokerAdmin = defineService('zrpc.broker', {
       expired: Type.Integer(),
       /** Bytes of requests waiting in the broker, all services. */
       queuedBytes: Type.Integer(),
+      /** A durable broker's record: calls on it (accepted, answer not yet delivered) and the journal's size in bytes. */
+      durable: Type.Optional(Type.Object({ calls: Type.Integer(), fileBytes: Type.Integer() })),
+      /** Deferred calls: tickets held and bytes of results kept. */
+      tickets: Type.Object({ held: Type.Integer(), resultBytes: Type.Integer() }),
     }),
     idempotent: true,
   },

@@ -877,8 +877,17 @@ export class Broker {
   }
 
   private overview(): unknown {
-    const { services, dropped, rejected, expired, workerList, queuedBytes } = this.stats()
-    return { services: Object.entries(services).map(([name, s]) => ({ name, ...s })), workers: [...workerList], dropped, rejected, expired, queuedBytes }
+    const { services, dropped, rejected, expired, workerList, queuedBytes, durable, tickets } = this.stats()
+    return {
+      services: Object.entries(services).map(([name, s]) => ({ name, ...s })),
+      workers: [...workerList],
+      dropped,
+      rejected,
+      expired,
+      queuedBytes,
+      tickets,
+      ...(durable !== undefined && { durable: { calls: durable.calls, fileBytes: durable.fileBytes } }),
+    }
   }
 }
 

@@ -16,6 +16,7 @@ describe('the README', function () {
     { section: 'Quick start', file: 'quickstart', prints: '1 + 2 = 3\nslow call failed with DEADLINE_EXCEEDED\n' },
     { section: 'Streams', file: 'streams', prints: 'sum of 1..100 = 5050\nstreams closed on the server: 2\n' },
     { section: 'Through a broker', file: 'broker', prints: '2 + 3 = 5\ncalc is served: true\n' },
+    { section: 'A work queue', file: 'queue', prints: 'ticket issued: 32 hex digits\nreport for month 11\n' },
     { section: 'Typed topics (PUB/SUB)', file: 'topics', prints: 'AAPL 1 187\nlate joiner got 187 from the last-value cache\n' },
     {
       section: 'When things go wrong',

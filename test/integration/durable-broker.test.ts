@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Type } from 'typebox'
-import { Broker, RpcClient, RpcError, RpcServer, defineService, type CallInfo } from '../../lib/index.js'
+import { Broker, BrokerAdmin, RpcClient, RpcError, RpcServer, defineService, type CallInfo } from '../../lib/index.js'
 import { forkServer, type ForkedServer } from '../../benchmarks/harness/child.js'
 import { deadEndpoint } from './client-raw-server.js'
 import { sleep, until } from '../helpers/endpoints.js'
@@ -69,6 +69,28 @@ describe('the durable broker', function () {
     expect([...runs.values()]).to.deep.equal([1, 1])
     expect(info.attempts).to.equal(1) // not a retry: the same call, kept by the broker
     await until(() => broker.stats().durable?.calls === 0, 2000, 'the record emptied once answered')
+    const overview = await client.service(BrokerAdmin).services({})
+    expect(overview.durable?.fileBytes).to.be.greaterThan(0)
+  })
+
+  it('keeps a deferred call across a SIGKILL of the broker: queued before, collected after', async () => {
+    const endpoint = await deadEndpoint()
+    let brokerProcess = await forkServer(BROKER_PROCESS, [endpoint, dir])
+    closers.push(() => brokerProcess.stop())
+    const client = new RpcClient({ broker: endpoint, timeoutMs: 10_000, waitForReady: true })
+    closers.push(() => client.close())
+    const jobs = client.queue(Work)
+    // No worker: both wait in the broker, on disk, when the broker is killed.
+    const tickets = [await jobs.safe.submit({ n: 1, ms: 1 }), await jobs.once.submit({ n: 2, ms: 1 })]
+    brokerProcess.child.kill('SIGKILL')
+    brokerProcess = await forkServer(BROKER_PROCESS, [endpoint, dir])
+    const runs = new Map<string, number>()
+    const server = workServer(runs)
+    closers.push(() => server.close({ timeoutMs: 200 }))
+    await server.connectBroker(endpoint, HEARTBEAT)
+    expect(await jobs.safe.collect(tickets[0]!, { waitMs: 5000 })).to.equal(1)
+    expect(await jobs.once.collect(tickets[1]!, { waitMs: 5000 })).to.equal(2)
+    expect(Object.fromEntries(runs)).to.deep.equal({ safe1: 1, once2: 1 })
   })
 
   it('loses no accepted call when the broker is killed (SIGKILL) at random points under load; duplicates only where allowed', async () => {
