@@ -344,7 +344,10 @@ export class Broker {
       request.id,
     )
     written.then(
-      () => this.enqueue(req),
+      () => {
+        this.enqueue(req)
+        this.dispatch(req.service)
+      },
       (err: unknown) => this.settle(entry, encodeError(request.id, 'UNAVAILABLE', `the broker could not write the call to disk: ${(err as Error).message}`, NOT_STARTED)),
     )
   }
@@ -778,7 +781,12 @@ export class Broker {
         const to = worker
         this.durable!.sent(stored).then(
           () => void this.socket.pushWithHead(req.toWorker, frame, to.id, to.extended),
-          () => undefined,
+          (err: unknown) => {
+            // Never sent: the worker's credit comes back and the caller hears why at once.
+            if (this.workers.release(to, req.clientKey, id) === undefined) return
+            this.toClient(req.clientId, service, encodeError(id, 'UNAVAILABLE', `the broker could not write the call to disk: ${(err as Error).message}`, NOT_STARTED))
+            this.dispatch(service)
+          },
         )
         this.markTicketRunning(req)
         continue

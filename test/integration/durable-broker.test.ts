@@ -45,6 +45,27 @@ describe('the durable broker', function () {
     await rm(dir, { recursive: true, force: true })
   })
 
+  it('dispatches a call to an idle worker as soon as it is on disk, in every sync mode', async () => {
+    for (const sync of ['always', 'batch', 'none'] as const) {
+      const broker = new Broker({ ...HEARTBEAT, durable: { dir: join(dir, sync), sync } })
+      const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+      const runs = new Map<string, number>()
+      const server = workServer(runs)
+      await server.connectBroker(endpoint, HEARTBEAT)
+      await until(() => broker.stats().workers === 1, 3000, 'the worker')
+      const client = new RpcClient({ broker: endpoint, timeoutMs: 2000 })
+      try {
+        // One call, nothing else to wake the broker: it must not wait for another message to be dispatched.
+        expect(await client.service(Work).once({ n: 7, ms: 1 }), sync).to.equal(7)
+        expect(await client.service(Work).safe({ n: 8, ms: 1 }), sync).to.equal(8)
+      } finally {
+        await client.close()
+        await server.close({ timeoutMs: 200 })
+        await broker.close()
+      }
+    }
+  })
+
   it('keeps a queued call across a restart: the caller, still waiting, gets its answer from the broker that came back', async () => {
     const endpoint = await deadEndpoint()
     let broker = new Broker({ ...HEARTBEAT, requestExpiryMs: 60_000, durable: { dir } })
