@@ -34,6 +34,10 @@ const CASES: Record<string, () => Promise<BenchCase>> = {
     const { main } = await import('./stream.bench.js')
     return (argv, machine) => main(argv.includes('--quick') ? argv : [...argv, '--write'], undefined, machine)
   },
+  queue: async () => {
+    const { main } = await import('./queue.bench.js')
+    return (argv, machine) => main(argv.includes('--quick') ? argv : [...argv, '--write'], undefined, machine)
+  },
 }
 
 async function run(): Promise<void> {

@@ -40,6 +40,7 @@ async function start(): Promise<{ endpoint: string; stop: () => Promise<void> }>
   }
   const server = new RpcServer().implement(Echo, {
     echo: async ({ data }) => (delayMs > 0 ? (await pause(delayMs), data) : data),
+    echoIdempotent: async ({ data }) => (delayMs > 0 ? (await pause(delayMs), data) : data),
     async *items({ count, size }) {
       const item = payload(size)
       for (let i = 0; i < count; i++) yield item

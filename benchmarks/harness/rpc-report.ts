@@ -91,6 +91,7 @@ export const OTHER_RESULTS: ReadonlyArray<readonly [file: string, title: string]
   ['results/soak.md', 'Memory soak (soak.bench)'],
   ['results/balance.md', 'Balancing over several servers (balance.bench)'],
   ['results/stream.md', 'Server streams next to unary calls (stream.bench)'],
+  ['results/queue.md', 'The durable broker next to the broker in memory (queue.bench)'],
 ]
 
 /**

@@ -14,7 +14,7 @@ export const BENCH_USAGE = `usage: zrpc bench [case] [flags]
 
 Runs the benchmarks of a checkout of the zrpc repository (after npm run build) and prints the
 machine, a table of calls/s, p50 and p99 with each system's ratio to raw zeromq.js, and the aims
-met or missed. Cases: rpc, broker, pubsub, soak, balance, stream; none runs them all (about 16 minutes).
+met or missed. Cases: rpc, broker, pubsub, soak, balance, stream, queue; none runs them all (about 17 minutes).
 Results go to benchmarks/results/ (JSON, Markdown, an SVG chart) and benchmarks/RESULTS.md.
 
   -h, --help          show this text
