@@ -9,16 +9,8 @@
  * `memory` (no `durable`), `always` (fdatasync per group commit, the default), `batch` (fdatasync at most every
  * 10 ms), `none` (write(2) only: the OS cache); `-idempotent` calls `Echo.echoIdempotent` (the same echo marked
  * `idempotent: true`) instead of `Echo.echo`, which is not idempotent, so that a durable broker writes it once
- * instead of twice (accepted, then sent before a worker gets it); `+dispatch` adds the bench's dispatch shim.
- *
- * The dispatch shim: a durable broker (lib/broker/broker.ts, acceptDurable) queues a unary call once its write
- * has resolved but does not dispatch the queue then; the call waits until something else dispatches that
- * service (another client message, a worker's answer). In a closed loop whose calls are all waiting on one
- * write nothing else comes, and the calls stall until their deadline. `+dispatch` stores wrap the broker's
- * private `enqueue` so that a dispatch of the service follows (once per turn) — what the broker would do with
- * the dispatch added — to measure what durability itself costs. The stock rows show the broker as it is;
- * unary calls time out after `--call-timeout-ms` (default 2000) so a stalled phase ends. Drop the shim rows
- * once the broker dispatches after the write (the shim is then only a redundant dispatch).
+ * instead of twice (accepted, then sent before a worker gets it). Unary calls fail after `--call-timeout-ms`
+ * (default 2000), so a phase that stalls still ends, with errors.
  * - unary: 64 B echo calls kept at `--windows` in flight (default 16 and 256; harness/load.ts runPhase):
  *   calls/s, p50, p99, and calls/s and p99 ÷ the in-memory row of the same window.
  * - deferred: `client.queue(Echo).echo`: `--tickets` submits (default 20 000) kept at `--ticket-window` in flight
@@ -32,7 +24,7 @@
  * the phase and are not counted; a collected ticket's delete is.
  *
  *   node dist/benchmarks/run.js queue [--quick] [--windows=16,256]
- *     [--stores=memory,always,batch,none,always+dispatch,batch+dispatch,none+dispatch,always-idempotent+dispatch]
+ *     [--stores=memory,always,batch,none,always-idempotent]
  *     [--tickets=20000] [--ticket-window=64] [--deferred-stores=memory,always] [--workers=2] [--concurrency=32]
  *     [--measure-ms=2000] [--warmup-ms=500] [--call-timeout-ms=2000] [--write]
  *
@@ -66,23 +58,22 @@ const COLLECT_WAIT_MS = 30_000
 const STALL_MS = 30_000
 
 /**
- * Where the broker keeps its calls, in memory or on disk with one of the journal's sync modes, which echo
- * method is called, and whether the dispatch shim is on: `memory`, or `<sync>[-idempotent][+dispatch]`.
+ * Where the broker keeps its calls, in memory or on disk with one of the journal's sync modes, and which echo
+ * method is called: `memory`, or `<sync>[-idempotent]`.
  */
 export type Store = string
 export type DeferredStore = 'memory' | 'always'
 export interface StoreSpec {
   readonly sync: 'memory' | 'always' | 'batch' | 'none'
   readonly idempotent: boolean
-  readonly shim: boolean
 }
-const DEFAULT_STORES: readonly Store[] = ['memory', 'always', 'batch', 'none', 'always+dispatch', 'batch+dispatch', 'none+dispatch', 'always-idempotent+dispatch']
+const DEFAULT_STORES: readonly Store[] = ['memory', 'always', 'batch', 'none', 'always-idempotent']
 
 export function storeSpec(store: Store): StoreSpec {
-  if (store === 'memory') return { sync: 'memory', idempotent: false, shim: false }
-  const m = /^(always|batch|none)(-idempotent)?(\+dispatch)?$/.exec(store)
-  if (m === null) throw new Error(`a store is memory or <always|batch|none>[-idempotent][+dispatch], got ${JSON.stringify(store)}`)
-  return { sync: m[1] as StoreSpec['sync'], idempotent: m[2] !== undefined, shim: m[3] !== undefined }
+  if (store === 'memory') return { sync: 'memory', idempotent: false }
+  const m = /^(always|batch|none)(-idempotent)?$/.exec(store)
+  if (m === null) throw new Error(`a store is memory or <always|batch|none>[-idempotent], got ${JSON.stringify(store)}`)
+  return { sync: m[1] as StoreSpec['sync'], idempotent: m[2] !== undefined }
 }
 
 /** The journal's counters over one phase, and per call (unary) or per ticket (deferred). */
@@ -223,31 +214,10 @@ interface Rig {
   close(): Promise<void>
 }
 
-/**
- * The dispatch shim (see the header): after the broker queues a call, a dispatch of its service follows, once
- * per turn. Reaches into the broker's private `enqueue` and `dispatch`.
- */
-export function dispatchAfterEnqueue(broker: Broker): void {
-  const inside = broker as unknown as { enqueue?: (req: { service: string }, refused?: unknown) => void; dispatch?: (service: string) => void }
-  const { enqueue, dispatch } = inside
-  if (typeof enqueue !== 'function' || typeof dispatch !== 'function') throw new Error('the dispatch shim no longer fits the Broker (no private enqueue or dispatch)')
-  const due = new Set<string>()
-  inside.enqueue = (req, refused) => {
-    enqueue.call(broker, req, refused)
-    if (due.has(req.service)) return
-    due.add(req.service)
-    queueMicrotask(() => {
-      due.delete(req.service)
-      dispatch.call(broker, req.service)
-    })
-  }
-}
-
 async function startRig(store: Store, o: QueueBenchOptions, callTimeoutMs: number): Promise<Rig> {
-  const { sync, shim } = storeSpec(store)
+  const { sync } = storeSpec(store)
   const dir = sync === 'memory' ? undefined : await mkdtemp(join(tmpdir(), 'zrpc-queue-bench-'))
   const broker = new Broker({ heartbeatMs: HEARTBEAT_MS, ...(dir !== undefined && sync !== 'memory' && { durable: { dir, sync } }) })
-  if (shim) dispatchAfterEnqueue(broker)
   const workers: ForkedServer[] = []
   let client: RpcClient | undefined
   const close = async (): Promise<void> => {
@@ -423,11 +393,11 @@ export function withRatios(rows: readonly QueueRow[]): QueueRow[] {
   })
 }
 
-/** 'durable always, idempotent, dispatch shim' */
+/** 'durable always, idempotent method' */
 export function storeLabel(store: Store): string {
-  const { sync, idempotent, shim } = storeSpec(store)
+  const { sync, idempotent } = storeSpec(store)
   if (sync === 'memory') return 'in memory'
-  return `durable ${sync}${idempotent ? ', idempotent method' : ''}${shim ? ', dispatch shim' : ''}`
+  return `durable ${sync}${idempotent ? ', idempotent method' : ''}`
 }
 
 const perCall = (n: number | undefined, digits: number): string => (n === undefined || !Number.isFinite(n) ? '' : n.toFixed(digits))
@@ -509,12 +479,6 @@ export function queueMarkdown(results: QueueResults): string {
       'the idempotent row calls the same echo marked `idempotent: true`, recorded once. Journal figures over every call of the phase ' +
       '(warm-up included): fsyncs and writes (one per group commit) and bytes appended per call; the delete of a delivered answer comes ' +
       '5 s later and mostly falls outside the phase.',
-    '',
-    '**The durable rows without "dispatch shim" are the broker as it is**: it queues a call once its write is done but does not dispatch ' +
-      'the queue then, so the call waits for something else to dispatch it (another message from a client, an answer from a worker). ' +
-      'In a closed loop whose calls all wait on one write nothing else comes, and they stall until their deadline (errors). The ' +
-      '"dispatch shim" rows add, from the bench, the dispatch that follows queueing elsewhere in the broker (a wrapper around its private ' +
-      '`enqueue`): they measure what durability itself costs.',
     '',
     unaryTable(results.rows),
     '',
