@@ -1,6 +1,8 @@
 /** zrpc: typed RPC and messaging over ZeroMQ. This file is the public surface and nothing else. */
 export { RpcError, STATUS_CODES, RETRYABLE_CODES, isStatusCode, type StatusCode } from './errors.js'
 export { EndpointError } from './transport/endpoint.js'
+export { curveKeyPair, type CurveKeyPair, type CurveOptions } from './transport/curve.js'
+export type { ZapStats } from './transport/zap.js'
 export {
   defineService,
   type CallInfo,

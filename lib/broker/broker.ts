@@ -38,6 +38,8 @@ import { adminDispatcher } from './admin-service.js'
 import { BrokerQueue, queueDispatcher, type SubmitParams, type TicketView } from './queue-service.js'
 import { TICKET_DEFAULTS, Tickets, type Ticket, type TicketOutcome } from './tickets.js'
 import { DurableCalls, type DurableEntry, type DurableOptions, type DurableStats } from './durable.js'
+import { checkCurve, curveSocketOptions, warnIfExposed, type CurveOptions } from '../transport/curve.js'
+import { newZapDomain, registerAllowList, type ZapStats } from '../transport/zap.js'
 import { answerOf, brokerLimits, checkRequest, isAnswerTo, isZrpcBody } from './intake.js'
 import { peekHeader } from '../codec/envelope-heads.js'
 import { RequestQueues, type QueuedRequest } from './queue.js'
@@ -92,6 +94,14 @@ export interface BrokerOptions {
    * Streams are not kept. `zrpc broker --durable DIR`.
    */
   readonly durable?: DurableOptions
+  /**
+   * CURVE for clients and workers alike (docs/security.md): `{ publicKey, secretKey, allow? }`, Z85
+   * keys; `allow`, the client and worker public keys let in (or `{ file }`); omitted, anyone who knows
+   * the broker's public key.
+   */
+  readonly curve?: CurveOptions
+  /** Called for each peer the allow list refuses, with its key (Z85) and address. */
+  readonly onRefused?: (publicKey: string, address: string) => void
 }
 
 /** A worker joining or leaving, as {@link Broker.onWorkerEvent} reports it. */
@@ -145,6 +155,10 @@ export class Broker {
   private opening: Promise<void> | undefined
   /** Clients (routing ids in latin1) whose connection went: their durable answers wait for them to come back. */
   private readonly gone = new Set<string>()
+  /** The ZAP domain of the allow list (curve.allow), and its registration once bound. */
+  private readonly zapDomain: string | undefined
+  private zap: Promise<{ stats: ZapStats; unregister: () => void }> | undefined
+  private zapStats: ZapStats | undefined
   private readonly listeners = new Set<(event: BrokerWorkerEvent) => void>()
   private readonly limits: CborLimits
   private readonly heartbeatMs: number
@@ -182,9 +196,12 @@ export class Broker {
       collect: (ticket, waitMs, signal) => this.collect(ticket, waitMs, signal),
       cancel: (ticket) => this.cancelTicket(ticket),
     })
+    if (options.curve !== undefined) checkCurve(options.curve, 'bind', 'Broker')
+    this.zapDomain = options.curve?.allow !== undefined ? newZapDomain() : undefined
+    const security = options.curve === undefined ? {} : curveSocketOptions(options.curve, 'bind', this.zapDomain)
     this.socket = new TransportSocket(
       // handover: a client that reconnects with its fixed routing id (to a durable broker) takes its place at once.
-      { type: 'router', maxMessageSize, notifyPeers: true, socketOptions: { handover: true } },
+      { type: 'router', maxMessageSize, notifyPeers: true, socketOptions: { handover: true, ...security } },
       {
         onMessage: (frames) => this.onMessage(frames),
         onPeer: (id, event) => this.onPeer(id, event),
@@ -196,8 +213,14 @@ export class Broker {
   async bind(endpoints: string | readonly string[]): Promise<string[]> {
     // A durable broker reads its record back before it listens: restored calls go first.
     if (this.options.durable !== undefined) await (this.opening ??= this.openDurable(this.options.durable))
+    // The allow list is with the ZAP handler before the socket listens: nobody gets in unchecked.
+    if (this.zapDomain !== undefined && this.zap === undefined) {
+      this.zap = registerAllowList(this.zapDomain, this.options.curve!.allow!, this.options.onRefused)
+      this.zapStats = (await this.zap).stats
+    }
     const resolved: string[] = []
     for (const endpoint of typeof endpoints === 'string' ? [endpoints] : endpoints) resolved.push(await this.socket.bind(endpoint))
+    for (const endpoint of resolved) warnIfExposed(endpoint, this.options.curve)
     this.heartbeatTimer ??= setInterval(() => this.beat(), this.heartbeatMs)
     // Deadlines and expiry are checked at least as often as the expiry allows, so a short requestExpiryMs is honoured.
     this.sweepTimer ??= setInterval(() => this.sweep(), Math.max(10, Math.min(this.heartbeatMs, this.requestExpiryMs || this.heartbeatMs)))
@@ -219,13 +242,14 @@ export class Broker {
     return true
   }
 
-  stats(): BrokerStats & { durable?: DurableStats; tickets: { held: number; resultBytes: number } } {
+  stats(): BrokerStats & { durable?: DurableStats; tickets: { held: number; resultBytes: number }; auth?: ZapStats } {
     const t = this.socket.counters
     return {
       ...this.counters.snapshot(this.queues, this.workers),
       transport: { ...t, send: { ...t.send } },
       tickets: { held: this.tickets.size, resultBytes: this.tickets.bytes },
       ...(this.durable !== undefined && { durable: this.durable.stats }),
+      ...(this.zapStats !== undefined && { auth: { ...this.zapStats, lastRefused: [...this.zapStats.lastRefused] } }),
     }
   }
 
@@ -249,6 +273,7 @@ export class Broker {
       await this.queueService.close(100)
       await this.opening?.catch(() => undefined)
       await this.durable?.close().catch(() => undefined)
+      ;(await this.zap?.catch(() => undefined))?.unregister()
       await this.socket.close(100)
     })()
     return this.closed

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs'
 import { BENCH_USAGE, runBench } from './bench.js'
 import { BROKER_USAGE, runBroker } from './broker.js'
 import { PROXY_USAGE, runProxyCommand } from './proxy.js'
+import { KEYGEN_USAGE, runKeygen } from './keygen.js'
 
 export const USAGE = `usage: zrpc <command> [options]
        zrpc --help | --version
@@ -18,6 +19,7 @@ commands:
   broker    run a broker for typed RPC
   proxy     run a PUB/SUB proxy between --xsub and --xpub endpoints
   bench     run the benchmarks of a checkout of the repository
+  keygen    write a CURVE key pair (secret key readable by its owner only)
   help      show this text, or a command's: zrpc help <command>
 
 options:
@@ -40,6 +42,7 @@ const COMMAND_USAGE: ReadonlyMap<string, string> = new Map([
   ['broker', BROKER_USAGE],
   ['proxy', PROXY_USAGE],
   ['bench', BENCH_USAGE],
+  ['keygen', KEYGEN_USAGE],
 ])
 
 const isHelp = (arg: string | undefined): boolean => arg === '--help' || arg === '-h'
@@ -76,6 +79,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return runProxyCommand(rest)
     case 'bench':
       return runBench(rest)
+    case 'keygen':
+      return runKeygen(rest)
     default:
       return usageError(`zrpc: unknown ${command.startsWith('-') ? 'option' : 'command'} ${JSON.stringify(command)}\n${USAGE}`)
   }

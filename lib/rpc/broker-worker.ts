@@ -36,6 +36,8 @@ export interface BrokerWorkerOptions {
   readonly credit: number
   /** Called once if the broker's heartbeat interval differs from `heartbeatMs`, with what to change. */
   readonly onWarning?: (message: string) => void
+  /** libzmq security options toward the broker (CURVE client: transport/curve.ts). */
+  readonly security?: Record<string, unknown>
 }
 
 /** What a worker counts. */
@@ -140,7 +142,7 @@ export class BrokerWorker {
     this.reconnectTimer = undefined
     if (!this.taking) return
     const socket: TransportSocket = new TransportSocket(
-      { type: 'dealer', maxMessageSize: this.options.maxMessageSize },
+      { type: 'dealer', maxMessageSize: this.options.maxMessageSize, ...(this.options.security !== undefined && { socketOptions: this.options.security }) },
       { onMessage: (frames) => this.onMessage(socket, frames) },
     )
     socket.connect(this.endpoint)

@@ -46,6 +46,8 @@ export interface ChannelOptions {
   readonly heartbeat?: HeartbeatOptions | false
   /** A fixed routing id for the socket (through a broker), instead of one libzmq picks per connection. */
   readonly routingId?: string
+  /** libzmq security options (CURVE, transport/curve.ts). */
+  readonly security?: Record<string, unknown>
 }
 
 /** When a server that stopped answering is given up on. */
@@ -145,7 +147,7 @@ export class Channel {
         maxMessageSize: options.maxMessageSize,
         coalesce: options.coalesce && this.framing.coalesce,
         lingerMs: CLOSE_DRAIN_MS,
-        ...(options.routingId !== undefined && { socketOptions: { routingId: options.routingId } }),
+        socketOptions: { ...options.security, ...(options.routingId !== undefined && { routingId: options.routingId }) },
       },
       {
         onMessage: (frames) => {
@@ -384,6 +386,11 @@ export class Channel {
   }
 
   private unreachable(): RpcError {
+    // The server refused this client's CURVE key, or one side uses CURVE and the other not.
+    const refused = this.socket.authFailure
+    if (refused !== undefined && !this.down) {
+      return new RpcError('UNAUTHENTICATED', `${refused}; the call was not sent`, { notStarted: true, endpoint: this.endpoint })
+    }
     return new RpcError(
       'UNAVAILABLE',
       `${this.endpoint} is unavailable (${this.stateDetail}); the call was not sent. Is the server running there? Pass waitForReady: true to wait for it`,

@@ -33,6 +33,8 @@ export interface ListenerOptions {
   readonly maxUnsentBytes?: number
   /** Bytes of replies kept for one peer that does not read, before its oldest are dropped (transport default 8 MiB). */
   readonly maxUnsentBytesPerPeer?: number
+  /** libzmq security options (CURVE server, ZAP domain: transport/curve.ts). */
+  readonly security?: Record<string, unknown>
 }
 
 /** Input the listener could not serve, by reason. */
@@ -85,6 +87,7 @@ export class Listener {
         coalesce: options.coalesce,
         ...(options.maxUnsentBytes !== undefined && { maxQueuedBytes: options.maxUnsentBytes }),
         ...(options.maxUnsentBytesPerPeer !== undefined && { maxParkedBytesPerPeer: options.maxUnsentBytesPerPeer }),
+        ...(options.security !== undefined && { socketOptions: options.security }),
       },
       {
         onMessage: (frames) => this.onMessage(frames),

@@ -14,6 +14,7 @@ import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { MAX_ID, MAX_STREAM_CREDIT, type Metadata } from '../codec/envelope.js'
 import { checkEndpoint } from '../transport/endpoint.js'
+import { checkCurve, curveSocketOptions, type CurveOptions } from '../transport/curve.js'
 import { Channel, ChannelCall, HEARTBEAT_DEFAULTS, type ChannelStats, type HeartbeatOptions } from '../rpc/channel.js'
 import { mdpFraming } from '../rpc/framing.js'
 import { BALANCERS, type BalancerName, type LoadBalancer } from '../rpc/balancer.js'
@@ -78,6 +79,12 @@ export interface RpcClientSettings {
    * calls, and it is pinged with a growing delay until it answers. `false`: none. Not through a broker.
    */
   readonly heartbeat?: false | { readonly intervalMs?: number; readonly timeoutMs?: number }
+  /**
+   * CURVE (docs/security.md): `{ serverKey, publicKey, secretKey }`, Z85 keys; `serverKey` is the
+   * server's (or the broker's) public key. A server that refuses this client's key, or that does not
+   * use CURVE, makes calls fail at once with UNAUTHENTICATED.
+   */
+  readonly curve?: CurveOptions
 }
 
 /** The protocol-wide cap on joined frames; every maxMessageSize must hold one (docs/protocol.md). */
@@ -102,6 +109,8 @@ export class RpcClient {
     if (endpoints.length === 0) throw new TypeError('RpcClient needs at least one endpoint to connect to')
     // Every argument is checked before the first socket exists: a throw here leaves nothing open.
     for (const endpoint of endpoints) checkEndpoint(endpoint, 'connect')
+    if (options.curve !== undefined) checkCurve(options.curve, 'connect', 'RpcClient')
+    const security = options.curve === undefined ? undefined : curveSocketOptions(options.curve, 'connect')
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
     checkTimeout(this.timeoutMs)
     const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
@@ -120,6 +129,7 @@ export class RpcClient {
         maxMessageSize,
         coalesce: options.coalesce ?? true,
         heartbeat: options.broker !== undefined ? false : heartbeat,
+        ...(security !== undefined && { security }),
         // A fixed routing id ('z' and 16 random hex digits; libzmq forbids a leading zero byte), so a durable broker knows this client after a reconnect.
         ...(options.broker !== undefined && { framing: mdpFraming(), routingId: `z${this.keyPrefix.toString('hex')}` }),
       })

@@ -14,6 +14,8 @@ import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
 import { MAX_WORKER_CREDIT } from '../rpc/mdp-frames.js'
 import { atDeadline } from '../rpc/deadline-timer.js'
 import type { CallRecordOptions } from '../rpc/call-record.js'
+import { checkCurve, curveSocketOptions, warnIfExposed, type CurveOptions } from '../transport/curve.js'
+import { newZapDomain, registerAllowList, type ZapStats } from '../transport/zap.js'
 import { TRANSPORT_DEFAULTS } from '../transport/options.js'
 import type { ServiceDefinition, ServiceHandlers } from './contract.js'
 import { validatorsFor } from './validator.js'
@@ -55,6 +57,14 @@ export interface RpcServerOptions {
    * `maxEntryBytes` (default 1 MiB; a larger result is not kept). `false`: no record.
    */
   readonly callRecord?: CallRecordOptions | false
+  /**
+   * CURVE (docs/security.md): `{ publicKey, secretKey, allow? }`, Z85 keys. `allow`: the client public
+   * keys let in, or `{ file }` of them one a line, read again when it changes; omitted, any client
+   * that knows this server's public key. Refusals are counted in `stats.auth`.
+   */
+  readonly curve?: CurveOptions
+  /** Called for each client refused by the allow list, with its key (Z85) and address. */
+  readonly onRefused?: (publicKey: string, address: string) => void
 }
 
 /** How a server attaches to a broker ({@link RpcServer.connectBroker}). */
@@ -65,6 +75,8 @@ export interface ConnectBrokerOptions {
    * plain 7/MDP broker ignores the credit and sends one request at a time.
    */
   readonly concurrency?: number
+  /** CURVE toward the broker: `{ serverKey: the broker's public key, publicKey, secretKey }` (this worker's keys). */
+  readonly curve?: CurveOptions
   /**
    * Heartbeat interval in ms (default 2500). Best equal to the broker's; if not, each worker answers
    * the broker's beats and judges its silence by the broker's own interval, and says so once through `onWarning`.
@@ -82,6 +94,8 @@ export interface RpcServerStats {
   readonly input: ListenerStats[]
   /** One entry per broker worker ({@link RpcServer.connectBroker}). */
   readonly broker: BrokerWorkerStats[]
+  /** CURVE clients let in and refused by the allow list (when there is one). */
+  readonly auth?: ZapStats
 }
 
 /** The smallest maxMessageSize: the protocol-wide cap on joined frames, which every receiver must accept. */
@@ -103,6 +117,8 @@ export class RpcServer {
   private readonly limits: CborLimits
   private readonly maxMessageSize: number
   private closing: Promise<void> | undefined
+  /** The allow list's registration with the ZAP handler, once bound with `curve.allow`. */
+  private zap: Promise<{ stats: ZapStats; unregister: () => void } | undefined> | undefined
 
   constructor(private readonly options: RpcServerOptions = {}) {
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
@@ -112,6 +128,7 @@ export class RpcServer {
       )
     }
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: this.maxMessageSize }
+    if (options.curve !== undefined) checkCurve(options.curve, 'bind', 'RpcServer')
     const { maxConcurrent, maxQueued, maxPerPeer, maxConcurrentPerPeer, maxQueuedBytes, maxQueuedBytesPerPeer, onHandlerError, callRecord } = options
     // The last method found is remembered: calls in a burst mostly go to one method, and comparing two
     // short strings is cheaper than hashing the fresh ones each envelope brings. Handlers are never removed.
@@ -199,14 +216,25 @@ export class RpcServer {
   /** Binds to one or more endpoints; returns them resolved (ephemeral ports filled in). Safe to call concurrently. */
   async bind(endpoints: string | string[]): Promise<string[]> {
     if (this.closing !== undefined) throw new RpcError('UNAVAILABLE', 'server is closed')
+    const { curve } = this.options
+    // The allow list is with the ZAP handler before the socket exists: no client gets in unchecked.
+    const domain = curve?.allow !== undefined ? newZapDomain() : undefined
+    if (domain !== undefined && this.zap === undefined) {
+      this.zap = registerAllowList(domain, curve!.allow!, this.options.onRefused)
+      this.zapStats = (await this.zap)?.stats
+    }
+    await this.zap
     this.listener ??= new Listener(this.dispatcher, {
       maxMessageSize: this.maxMessageSize,
       coalesce: this.options.coalesce ?? true,
       ...(this.options.maxUnsentBytes !== undefined && { maxUnsentBytes: this.options.maxUnsentBytes }),
       ...(this.options.maxUnsentBytesPerPeer !== undefined && { maxUnsentBytesPerPeer: this.options.maxUnsentBytesPerPeer }),
+      ...(curve !== undefined && { security: curveSocketOptions(curve, 'bind', domain) }),
     })
     const listener = this.listener
-    return Promise.all((typeof endpoints === 'string' ? [endpoints] : endpoints).map((endpoint) => listener.bind(endpoint)))
+    const bound = await Promise.all((typeof endpoints === 'string' ? [endpoints] : endpoints).map((endpoint) => listener.bind(endpoint)))
+    for (const endpoint of bound) warnIfExposed(endpoint, curve)
+    return bound
   }
 
   /**
@@ -224,7 +252,15 @@ export class RpcServer {
       return Promise.reject(new TypeError(`concurrency must be an integer from 1 to ${MAX_WORKER_CREDIT}, got ${concurrency}`))
     }
     if (this.services.size === 0) return Promise.reject(new TypeError('implement a service before connecting to a broker'))
+    if (options.curve !== undefined) {
+      try {
+        checkCurve(options.curve, 'connect', 'connectBroker')
+      } catch (err) {
+        return Promise.reject(err)
+      }
+    }
     const workerOptions = {
+      ...(options.curve !== undefined && { security: curveSocketOptions(options.curve, 'connect') }),
       maxMessageSize: this.maxMessageSize,
       credit: concurrency,
       heartbeatMs: options.heartbeatMs ?? 2500,
@@ -258,6 +294,7 @@ export class RpcServer {
     await this.dispatcher.close(left() - socketsMs)
     const closing = [...(this.listener === undefined ? [] : [this.listener.close(left() / 2)]), ...this.brokerWorkers.map((w) => w.close())]
     await within(left(), Promise.all(closing))
+    ;(await this.zap?.catch(() => undefined))?.unregister()
   }
 
   get stats(): RpcServerStats {
@@ -265,8 +302,11 @@ export class RpcServer {
       calls: this.dispatcher.stats,
       input: this.listener === undefined ? [] : [this.listener.stats],
       broker: this.brokerWorkers.map((w) => ({ ...w.stats })),
+      ...(this.zapStats !== undefined && { auth: { ...this.zapStats, lastRefused: [...this.zapStats.lastRefused] } }),
     }
   }
+
+  private zapStats: ZapStats | undefined
 }
 
 /**

@@ -98,6 +98,10 @@ export class TransportSocket implements FrameSink {
   private bound = false
   /** Connections that ended and that libzmq has not yet retried or restored. */
   private readonly unrecovered = new Set<string>()
+  /** Set while the state is `failing` because a server refused this client's security (CURVE). */
+  authFailure: string | undefined = undefined
+  /** The last handshake failure per address, until a handshake there succeeds. */
+  private readonly handshakeFailures = new Map<string, string>()
   /** Connections lost whose reconnect libzmq has not tried yet: its first "retry" is only the schedule. */
   private readonly justLost = new Set<string>()
   private readonly ready = new Set<string>()
@@ -243,14 +247,17 @@ export class TransportSocket implements FrameSink {
       this.counters.connects++
       this.unrecovered.delete(address)
       this.justLost.delete(address)
+      this.handshakeFailures.delete(address)
+      if (this.handshakeFailures.size === 0) this.authFailure = undefined
       this.markReady(address)
     })
     events.on('disconnect', ({ address }) => {
       if (!current()) return
       this.counters.disconnects++
-      this.ready.delete(address)
-      this.justLost.add(address)
-      if (this.ready.size === 0) this.setState('connecting', `connection to ${address} lost`)
+      // Only a connection that was up is "lost" (its first retry just the schedule); one whose handshake failed is a failed attempt.
+      if (this.ready.delete(address)) this.justLost.add(address)
+      // After a failed handshake the state stays what the failure said.
+      if (this.ready.size === 0 && !this.handshakeFailures.has(address)) this.setState('connecting', `connection to ${address} lost`)
       // libzmq retries at once after an ordinary loss; silence means it gave this connection up.
       // Only connections this socket made can be made again; a bound socket's peers reconnect themselves.
       if (this.bound) return
@@ -263,10 +270,21 @@ export class TransportSocket implements FrameSink {
       // libzmq says "retry" at once after every lost connection, when it schedules the reconnect: that
       // one is no failure (the peer may be back in a moment). A retry after an attempt is.
       if (this.justLost.delete(address)) return
-      if (this.ready.size === 0) this.setState('failing', `cannot connect to ${address}`)
+      if (this.ready.size === 0) this.setState('failing', this.handshakeFailures.get(address) ?? `cannot connect to ${address}`)
     })
     events.on('handshake:error:protocol', ({ address, error }) => {
-      if (current()) this.lastDetail = `handshake with ${address} failed: ${error.message}`
+      if (!current()) return
+      const mismatch = /MECHANISM_MISMATCH/.test(String((error as { code?: unknown }).code))
+      if (mismatch) this.handshakeFailed(address, `security handshake with ${address} failed: one side uses CURVE and the other does not`, true)
+      else this.handshakeFailed(address, `handshake with ${address} failed: ${error.message}`, false)
+    })
+    events.on('handshake:error:auth', ({ address }) => {
+      if (current()) this.handshakeFailed(address, `${address} refused this client: its CURVE key is not allowed there`, true)
+    })
+    events.on('handshake:error:other', ({ address, error }) => {
+      // With CURVE, a wrong server key shows as a broken pipe during the handshake.
+      const curve = this.options.socketOptions?.['curveServerKey'] !== undefined
+      if (current()) this.handshakeFailed(address, `handshake with ${address} failed: ${error.message}${curve ? " (is curve.serverKey the server's public key?)" : ''}`, curve)
     })
   }
 
@@ -287,6 +305,16 @@ export class TransportSocket implements FrameSink {
     for (const endpoint of this.connected) if (endpoint.startsWith('inproc://')) this.markReady(endpoint)
     this.startLoop(this.socket)
     if (this.ready.size === 0) this.setState('connecting', 'reconnecting with a fresh socket')
+  }
+
+  /**
+   * A handshake failed: the endpoint counts as failing with that reason (not merely "cannot connect");
+   * `security` marks a refusal or mismatch of CURVE, which callers see as UNAUTHENTICATED.
+   */
+  private handshakeFailed(address: string, detail: string, security: boolean): void {
+    this.handshakeFailures.set(address, detail)
+    if (security) this.authFailure = detail
+    if (this.ready.size === 0) this.setState('failing', detail)
   }
 
   private markReady(address: string): void {

@@ -1,6 +1,8 @@
 import { expect } from 'chai'
 import { execFile } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const BIN = fileURLToPath(new URL('../../../bin/zrpc.js', import.meta.url))
@@ -36,6 +38,7 @@ describe('the zrpc command line, run from bin/zrpc.js', function () {
       { command: 'broker', usage: /^usage: zrpc broker \[--bind endpoint\]/ },
       { command: 'proxy', usage: /^usage: zrpc proxy --xsub <endpoint> --xpub <endpoint>\n/ },
       { command: 'bench', usage: /^usage: zrpc bench \[case\] \[flags\]\n/ },
+      { command: 'keygen', usage: /^usage: zrpc keygen \[--out path\]\n/ },
     ]
     for (const { command, usage } of commands) {
       for (const args of [[command, '--help'], [command, '-h'], ['help', command]]) {
@@ -99,6 +102,41 @@ describe('the zrpc command line, run from bin/zrpc.js', function () {
       const { code, stdout, stderr } = await zrpc('broker', '--bind', 'tcp://no-such-interface')
       expect({ code, stdout }).to.deep.equal({ code: 1, stdout: '' })
       expect(stderr).to.match(/^zrpc broker: cannot bind: /)
+    })
+  })
+
+  describe('keygen', () => {
+    it('`zrpc keygen --out p` writes p.key (owner-only) and p.pub, prints the public key, and never overwrites a key', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'zrpc-keygen-'))
+      try {
+        const out = join(dir, 'server')
+        const { code, stdout, stderr } = await zrpc('keygen', '--out', out)
+        expect({ code, stderr }).to.deep.equal({ code: 0, stderr: '' })
+        const publicKey = stdout.trim()
+        expect(publicKey).to.match(/^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/)
+        expect((await readFile(`${out}.pub`, 'utf8')).trim()).to.equal(publicKey)
+        const secretKey = (await readFile(`${out}.key`, 'utf8')).trim()
+        expect(secretKey).to.have.length(40)
+        expect((await stat(`${out}.key`)).mode & 0o777).to.equal(0o600)
+        // The pair works: a server with it serves a client that knows the public key.
+        const { RpcServer, RpcClient, curveKeyPair } = await import('../../lib/index.js')
+        const { Calc, calcHandlers } = await import('../helpers/calc.js')
+        const server = new RpcServer({ curve: { publicKey, secretKey } }).implement(Calc, calcHandlers())
+        const [endpoint] = await server.bind('tcp://127.0.0.1:*')
+        const client = new RpcClient({ connect: endpoint!, curve: { serverKey: publicKey, ...curveKeyPair() } })
+        try {
+          expect(await client.service(Calc).add({ a: 1, b: 1 })).to.equal(2)
+        } finally {
+          await client.close()
+          await server.close()
+        }
+        const again = await zrpc('keygen', '--out', out)
+        expect(again.code).to.equal(1)
+        expect(again.stderr).to.match(/^zrpc keygen: .*EEXIST/)
+        expect((await readFile(`${out}.key`, 'utf8')).trim()).to.equal(secretKey)
+      } finally {
+        await rm(dir, { recursive: true, force: true })
+      }
     })
   })
 })

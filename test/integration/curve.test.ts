@@ -1,0 +1,130 @@
+/**
+ * CURVE (docs/security.md): servers and brokers that let in only the clients they know. A client that
+ * is not allowed, one without CURVE, and one with the wrong server key all fail fast; refusals are
+ * counted; an allow file is read again when it changes.
+ */
+import { expect } from 'chai'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Broker, RpcClient, RpcError, RpcServer, curveKeyPair } from '../../lib/index.js'
+import { Calc, calcHandlers } from '../helpers/calc.js'
+import { warnIfExposed } from '../../lib/transport/curve.js'
+import { rejection, until } from '../helpers/endpoints.js'
+
+const server = curveKeyPair()
+const alice = curveKeyPair()
+const mallory = curveKeyPair()
+
+describe('CURVE security', function () {
+  this.timeout(15_000)
+  const closers: Array<() => Promise<unknown>> = []
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close()
+  })
+
+  async function calcServer(allow?: readonly string[] | { file: string }, onRefused?: (key: string) => void): Promise<{ srv: RpcServer; endpoint: string }> {
+    const srv = new RpcServer({ curve: { ...server, ...(allow !== undefined && { allow }) }, ...(onRefused !== undefined && { onRefused }) }).implement(Calc, calcHandlers())
+    const [endpoint] = (await srv.bind('tcp://127.0.0.1:*')) as [string]
+    closers.push(() => srv.close({ timeoutMs: 200 }))
+    return { srv, endpoint }
+  }
+  function client(endpoint: string, curve?: { serverKey: string; publicKey: string; secretKey: string }): RpcClient {
+    const c = new RpcClient({ connect: endpoint, timeoutMs: 10_000, ...(curve !== undefined && { curve }) })
+    closers.push(() => c.close())
+    return c
+  }
+
+  it('serves an allowed client; refuses another with UNAUTHENTICATED within seconds, counted and reported', async () => {
+    const refused: string[] = []
+    const { srv, endpoint } = await calcServer([alice.publicKey], (key) => refused.push(key))
+    expect(await client(endpoint, { serverKey: server.publicKey, ...alice }).service(Calc).add({ a: 1, b: 2 })).to.equal(3)
+    const started = Date.now()
+    const err = await rejection(client(endpoint, { serverKey: server.publicKey, ...mallory }).service(Calc).add({ a: 1, b: 2 }))
+    expect(err).to.be.instanceOf(RpcError).with.property('code', 'UNAUTHENTICATED')
+    expect((err as RpcError).message).to.match(/not allowed/)
+    expect(Date.now() - started).to.be.lessThan(3000)
+    expect(refused).to.include(mallory.publicKey)
+    expect(srv.stats.auth).to.deep.include({ accepted: 1, allowed: 1 })
+    expect(srv.stats.auth!.refused).to.be.at.least(1)
+  })
+
+  it('a client without CURVE against a CURVE server gets UNAUTHENTICATED at once, not a wait to its deadline', async () => {
+    const { endpoint } = await calcServer()
+    const started = Date.now()
+    const err = await rejection(client(endpoint).service(Calc).add({ a: 1, b: 2 }))
+    expect(err).to.be.instanceOf(RpcError).with.property('code', 'UNAUTHENTICATED')
+    expect((err as RpcError).message).to.match(/one side uses CURVE and the other does not/)
+    expect(Date.now() - started).to.be.lessThan(3000)
+  })
+
+  it('a client with the wrong server key fails fast (UNAUTHENTICATED or UNAVAILABLE), saying to check the key', async () => {
+    const { endpoint } = await calcServer()
+    const started = Date.now()
+    const err = await rejection(client(endpoint, { serverKey: mallory.publicKey, ...alice }).service(Calc).add({ a: 1, b: 2 }))
+    expect(err).to.be.instanceOf(RpcError)
+    expect(['UNAUTHENTICATED', 'UNAVAILABLE']).to.include((err as RpcError).code)
+    expect((err as RpcError).message).to.match(/serverKey/)
+    expect(Date.now() - started).to.be.lessThan(3000)
+  })
+
+  it('without an allow list, any client that knows the server key gets in', async () => {
+    const { endpoint } = await calcServer()
+    expect(await client(endpoint, { serverKey: server.publicKey, ...mallory }).service(Calc).add({ a: 2, b: 2 })).to.equal(4)
+  })
+
+  it('reads an allow file, and again when it changes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zrpc-allow-'))
+    closers.push(() => rm(dir, { recursive: true, force: true }))
+    const file = join(dir, 'clients.keys')
+    await writeFile(file, `# who may call\n${alice.publicKey}\n`)
+    const { srv, endpoint } = await calcServer({ file })
+    const asMallory = { serverKey: server.publicKey, ...mallory }
+    expect(await rejection(client(endpoint, asMallory).service(Calc).add({ a: 1, b: 1 }))).to.have.property('code', 'UNAUTHENTICATED')
+    await writeFile(file, `${alice.publicKey}\n${mallory.publicKey}  # added\n`)
+    await until(() => srv.stats.auth?.allowed === 2, 5000, 'the file read again')
+    expect(await client(endpoint, asMallory).service(Calc).add({ a: 1, b: 1 })).to.equal(2)
+  })
+
+  it('warns once, and only for an address other hosts can reach, when a socket binds without CURVE', async () => {
+    const warnings: string[] = []
+    const onWarning = (w: Error & { code?: string }): void => void (w.code === 'ZRPC_PLAINTEXT' && warnings.push(w.message))
+    process.on('warning', onWarning)
+    try {
+      warnIfExposed('tcp://127.0.0.1:5555', undefined)
+      warnIfExposed('ipc:///tmp/x.sock', undefined)
+      warnIfExposed('tcp://10.1.2.3:5555', { ...server })
+      warnIfExposed('tcp://10.1.2.3:5555', undefined)
+      warnIfExposed('tcp://[2001:db8::1]:5555', undefined)
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(warnings).to.have.length(1)
+      expect(warnings[0]).to.include('tcp://10.1.2.3:5555 is bound without CURVE')
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+
+  it('refuses bad keys at construction, before any socket exists', () => {
+    expect(() => new RpcServer({ curve: { publicKey: 'short', secretKey: server.secretKey } })).to.throw(TypeError, /publicKey must be a 40-character Z85 key/)
+    expect(() => new RpcClient({ connect: 'tcp://127.0.0.1:1', curve: { publicKey: alice.publicKey, secretKey: alice.secretKey } as never })).to.throw(TypeError, /serverKey/)
+    expect(() => new Broker({ curve: { ...server, allow: ['nope'] } })).to.throw(TypeError, /curve.allow/)
+  })
+
+  it('a broker with CURVE lets in only the workers and clients it allows', async () => {
+    const brokerKeys = curveKeyPair()
+    const worker = curveKeyPair()
+    const broker = new Broker({ heartbeatMs: 200, liveness: 5, curve: { ...brokerKeys, allow: [worker.publicKey, alice.publicKey] } })
+    const [endpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+    closers.push(() => broker.close())
+    const srv = new RpcServer().implement(Calc, calcHandlers())
+    closers.push(() => srv.close({ timeoutMs: 200 }))
+    await srv.connectBroker(endpoint, { heartbeatMs: 200, curve: { serverKey: brokerKeys.publicKey, ...worker } })
+    await until(() => broker.stats().workers === 1, 5000, 'the worker')
+    const good = new RpcClient({ broker: endpoint, timeoutMs: 5000, curve: { serverKey: brokerKeys.publicKey, ...alice } })
+    const bad = new RpcClient({ broker: endpoint, timeoutMs: 5000, curve: { serverKey: brokerKeys.publicKey, ...mallory } })
+    closers.push(() => good.close(), () => bad.close())
+    expect(await good.service(Calc).add({ a: 20, b: 22 })).to.equal(42)
+    expect(await rejection(bad.service(Calc).add({ a: 1, b: 1 }))).to.have.property('code', 'UNAUTHENTICATED')
+    expect(broker.stats().auth!.refused).to.be.at.least(1)
+  })
+})
