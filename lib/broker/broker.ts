@@ -38,8 +38,9 @@ import { adminDispatcher } from './admin-service.js'
 import { BrokerQueue, queueDispatcher, type SubmitParams, type TicketView } from './queue-service.js'
 import { TICKET_DEFAULTS, Tickets, type Ticket, type TicketOutcome } from './tickets.js'
 import { DurableCalls, type DurableEntry, type DurableOptions, type DurableStats } from './durable.js'
-import { checkCurve, curveSocketOptions, warnIfExposed, type CurveOptions } from '../transport/curve.js'
-import { newZapDomain, registerAllowList, type ZapStats } from '../transport/zap.js'
+import type { CurveOptions } from '../transport/curve.js'
+import { SocketSecurity } from '../transport/security.js'
+import type { ZapStats } from '../transport/zap.js'
 import { answerOf, brokerLimits, checkRequest, isAnswerTo, isZrpcBody } from './intake.js'
 import { peekHeader } from '../codec/envelope-heads.js'
 import { RequestQueues, type QueuedRequest } from './queue.js'
@@ -155,10 +156,8 @@ export class Broker {
   private opening: Promise<void> | undefined
   /** Clients (routing ids in latin1) whose connection went: their durable answers wait for them to come back. */
   private readonly gone = new Set<string>()
-  /** The ZAP domain of the allow list (curve.allow), and its registration once bound. */
-  private readonly zapDomain: string | undefined
-  private zap: Promise<{ stats: ZapStats; unregister: () => void }> | undefined
-  private zapStats: ZapStats | undefined
+  /** CURVE for the broker's socket (and its allow list), transport/security.ts. */
+  private readonly security: SocketSecurity
   private readonly listeners = new Set<(event: BrokerWorkerEvent) => void>()
   private readonly limits: CborLimits
   private readonly heartbeatMs: number
@@ -196,12 +195,10 @@ export class Broker {
       collect: (ticket, waitMs, signal) => this.collect(ticket, waitMs, signal),
       cancel: (ticket) => this.cancelTicket(ticket),
     })
-    if (options.curve !== undefined) checkCurve(options.curve, 'bind', 'Broker')
-    this.zapDomain = options.curve?.allow !== undefined ? newZapDomain() : undefined
-    const security = options.curve === undefined ? {} : curveSocketOptions(options.curve, 'bind', this.zapDomain)
+    this.security = SocketSecurity.for(options.curve, 'Broker', 'bind', options.onRefused)
     this.socket = new TransportSocket(
       // handover: a client that reconnects with its fixed routing id (to a durable broker) takes its place at once.
-      { type: 'router', maxMessageSize, notifyPeers: true, socketOptions: { handover: true, ...security } },
+      { type: 'router', maxMessageSize, notifyPeers: true, socketOptions: { handover: true, ...this.security.socketOptions } },
       {
         onMessage: (frames) => this.onMessage(frames),
         onPeer: (id, event) => this.onPeer(id, event),
@@ -214,13 +211,10 @@ export class Broker {
     // A durable broker reads its record back before it listens: restored calls go first.
     if (this.options.durable !== undefined) await (this.opening ??= this.openDurable(this.options.durable))
     // The allow list is with the ZAP handler before the socket listens: nobody gets in unchecked.
-    if (this.zapDomain !== undefined && this.zap === undefined) {
-      this.zap = registerAllowList(this.zapDomain, this.options.curve!.allow!, this.options.onRefused)
-      this.zapStats = (await this.zap).stats
-    }
+    await this.security.ready()
     const resolved: string[] = []
     for (const endpoint of typeof endpoints === 'string' ? [endpoints] : endpoints) resolved.push(await this.socket.bind(endpoint))
-    for (const endpoint of resolved) warnIfExposed(endpoint, this.options.curve)
+    for (const endpoint of resolved) this.security.bound(endpoint)
     this.heartbeatTimer ??= setInterval(() => this.beat(), this.heartbeatMs)
     // Deadlines and expiry are checked at least as often as the expiry allows, so a short requestExpiryMs is honoured.
     this.sweepTimer ??= setInterval(() => this.sweep(), Math.max(10, Math.min(this.heartbeatMs, this.requestExpiryMs || this.heartbeatMs)))
@@ -249,7 +243,7 @@ export class Broker {
       transport: { ...t, send: { ...t.send } },
       tickets: { held: this.tickets.size, resultBytes: this.tickets.bytes },
       ...(this.durable !== undefined && { durable: this.durable.stats }),
-      ...(this.zapStats !== undefined && { auth: { ...this.zapStats, lastRefused: [...this.zapStats.lastRefused] } }),
+      ...(this.security.stats !== undefined && { auth: this.security.stats }),
     }
   }
 
@@ -273,7 +267,7 @@ export class Broker {
       await this.queueService.close(100)
       await this.opening?.catch(() => undefined)
       await this.durable?.close().catch(() => undefined)
-      ;(await this.zap?.catch(() => undefined))?.unregister()
+      await this.security.close()
       await this.socket.close(100)
     })()
     return this.closed

@@ -14,6 +14,8 @@
  * It reads no envelope.
  */
 import { DEFAULT_CBOR_LIMITS } from '../codec/cbor.js'
+import type { CurveOptions } from '../transport/curve.js'
+import { SocketSecurity } from '../transport/security.js'
 import { TransportSocket } from '../transport/socket.js'
 import { DEFAULT_MAX_SUBSCRIPTION_BYTES } from './publisher.js'
 
@@ -32,6 +34,13 @@ export interface TopicProxyOptions {
    * last-value cache answers each late joiner, and a prefix refused while full is offered again.
    */
   readonly verbose?: boolean
+  /**
+   * CURVE on both sides (docs/security.md): `{ publicKey, secretKey, allow? }`; `allow` holds the
+   * publishers' and subscribers' public keys alike.
+   */
+  readonly curve?: CurveOptions
+  /** Called for each peer the allow list refuses, with its key (Z85) and address. */
+  readonly onRefused?: (publicKey: string, address: string) => void
 }
 
 /** What a {@link TopicProxy} passed and dropped. */
@@ -74,7 +83,10 @@ export class TopicProxy {
   readonly #maxMessageSize: number
   readonly #maxSubscriptions: number
 
+  readonly #security: SocketSecurity
+
   constructor(options: TopicProxyOptions = {}) {
+    this.#security = SocketSecurity.for(options.curve, 'TopicProxy', 'bind', options.onRefused)
     this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_CBOR_LIMITS.maxBytes
     this.#maxSubscriptions = Math.max(1, options.maxSubscriptions ?? 10_000)
     this.#upstream = new TransportSocket(
@@ -85,7 +97,7 @@ export class TopicProxy {
         lingerMs: 0,
         // Subscriptions up are small and bounded in number; a flood of them must not drop a late
         // subscriber's one at the high-water mark.
-        socketOptions: { sendHighWaterMark: 2 * this.#maxSubscriptions, receiveHighWaterMark: 1000 },
+        socketOptions: { sendHighWaterMark: 2 * this.#maxSubscriptions, receiveHighWaterMark: 1000, ...this.#security.socketOptions },
       },
       { onMessage: (frames) => this.#down(frames) },
     )
@@ -100,6 +112,7 @@ export class TopicProxy {
           sendHighWaterMark: Math.max(1, options.sendHighWaterMark ?? 1000),
           receiveHighWaterMark: 10_000,
           ...(options.verbose === false ? {} : { verbosity: 'allSubs' }),
+          ...this.#security.socketOptions,
         },
       },
       { onMessage: ([frame]) => this.#up(frame) },
@@ -113,13 +126,17 @@ export class TopicProxy {
 
   /** Binds the frontend (for publishers) and the backend (for subscribers); returns them resolved. */
   async bind(frontend: string, backend: string): Promise<{ frontend: string; backend: string }> {
+    await this.#security.ready()
     const bound = { frontend: await this.#upstream.bind(frontend), backend: await this.#downstream.bind(backend) }
+    this.#security.bound(bound.frontend)
+    this.#security.bound(bound.backend)
     return bound
   }
 
   /** Closes both sides; resolves when both receive loops have stopped. */
   async close(): Promise<void> {
     await Promise.all([this.#upstream.close(), this.#downstream.close()])
+    await this.#security.close()
   }
 
   #down(frames: Buffer[]): void {

@@ -5,6 +5,8 @@
 import { randomBytes } from 'node:crypto'
 import { DEFAULT_CBOR_LIMITS, encodeCbor } from '../codec/cbor.js'
 import { RpcError } from '../errors.js'
+import type { CurveOptions } from '../transport/curve.js'
+import { SocketSecurity } from '../transport/security.js'
 import { TransportSocket } from '../transport/socket.js'
 import { encodeTopicEnvelope, PUBLISHER_ID_BYTES } from './frame.js'
 import { Replayer, type CachedStream, type ReplayCounters, type ReplayLimits } from './replay.js'
@@ -34,6 +36,13 @@ export interface PublisherOptions {
   readonly lastValueCache?: boolean
   /** Bounds on what replays of the cache may cost (see docs/protocol.md section 7). */
   readonly replay?: ReplayLimits
+  /**
+   * CURVE (docs/security.md): `{ publicKey, secretKey, allow? }` for the endpoints it binds, or, to
+   * connect to a CURVE peer (a proxy), `{ serverKey, publicKey, secretKey }`.
+   */
+  readonly curve?: CurveOptions
+  /** Called for each peer the allow list refuses, with its key (Z85) and address. */
+  readonly onRefused?: (publicKey: string, address: string) => void
 }
 
 /** Per-message options of {@link Publisher.publish}. */
@@ -88,6 +97,8 @@ export class Publisher {
   readonly #maxMessageSize: number
   #closed = false
 
+  readonly #security: SocketSecurity
+
   constructor(options: PublisherOptions = {}) {
     this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_CBOR_LIMITS.maxBytes
     const cache = options.lastValueCache === true
@@ -102,6 +113,7 @@ export class Publisher {
           options.replay,
         )
       : undefined
+    this.#security = SocketSecurity.for(options.curve, 'Publisher', 'either', options.onRefused)
     this.#socket = new TransportSocket(
       {
         type: 'xpub',
@@ -113,6 +125,7 @@ export class Publisher {
           sendHighWaterMark: Math.max(1, options.sendHighWaterMark ?? 1000),
           receiveHighWaterMark: 10_000,
           ...(cache ? { verbosity: 'allSubs' } : {}),
+          ...this.#security.socketOptions,
         },
       },
       { onMessage: ([frame]) => this.#onSubscription(frame) },
@@ -122,8 +135,10 @@ export class Publisher {
 
   /** Binds to each endpoint and returns the resolved ones (ports filled in). */
   async bind(endpoints: string | readonly string[]): Promise<string[]> {
+    await this.#security.ready()
     const bound: string[] = []
     for (const endpoint of toList(endpoints)) bound.push(await this.#socket.bind(endpoint))
+    for (const endpoint of bound) this.#security.bound(endpoint)
     return bound
   }
 
@@ -175,6 +190,7 @@ export class Publisher {
     this.#closed = true
     this.#replayer?.close()
     await this.#socket.close()
+    await this.#security.close()
   }
 
   #onSubscription(frame: Buffer | undefined): void {

@@ -11,6 +11,8 @@
  * counts subscriptions per prefix as SUB does, and the publisher filters either way.
  */
 import { DEFAULT_CBOR_LIMITS, decodeCbor, type CborLimits } from '../codec/cbor.js'
+import type { CurveOptions } from '../transport/curve.js'
+import { SocketSecurity } from '../transport/security.js'
 import { TransportSocket } from '../transport/socket.js'
 import { Feed } from './feed.js'
 import { decodeTopicEnvelope } from './frame.js'
@@ -60,6 +62,8 @@ export interface SubscriberOptions {
   readonly maxSequenceJump?: number
   /** Messages libzmq may hold for this socket before the publisher drops new ones (default 1000). */
   readonly receiveHighWaterMark?: number
+  /** CURVE (docs/security.md): `{ serverKey: the publisher's or proxy's public key, publicKey, secretKey }`. */
+  readonly curve?: CurveOptions
 }
 
 /**
@@ -160,6 +164,7 @@ export class Subscriber {
   #closed = false
 
   constructor(options: SubscriberOptions = {}) {
+    const security = SocketSecurity.for(options.curve, 'Subscriber', 'connect')
     const maxMessageSize = options.maxMessageSize ?? DEFAULT_CBOR_LIMITS.maxBytes
     this.#socket = new TransportSocket(
       {
@@ -171,7 +176,7 @@ export class Subscriber {
         // the event loop is blocked; bursts of small messages must not be dropped at the publisher.
         // Subscribe messages beyond the send high-water mark would be dropped by libzmq: a burst of
         // subscriptions (one per key) must all leave. They are small (at most 386 bytes each).
-        socketOptions: { receiveHighWaterMark: Math.max(1, options.receiveHighWaterMark ?? 1000), sendHighWaterMark: MAX_SUBSCRIPTION_BURST },
+        socketOptions: { receiveHighWaterMark: Math.max(1, options.receiveHighWaterMark ?? 1000), sendHighWaterMark: MAX_SUBSCRIPTION_BURST, ...security.socketOptions },
       },
       {
         onMessage: (message) => this.#handle(message),

@@ -14,7 +14,8 @@ import { RpcError } from '../errors.js'
 import { DEFAULT_CBOR_LIMITS, decodeCbor, encodeCbor, type CborLimits } from '../codec/cbor.js'
 import { MAX_ID, MAX_STREAM_CREDIT, type Metadata } from '../codec/envelope.js'
 import { checkEndpoint } from '../transport/endpoint.js'
-import { checkCurve, curveSocketOptions, type CurveOptions } from '../transport/curve.js'
+import type { CurveOptions } from '../transport/curve.js'
+import { SocketSecurity } from '../transport/security.js'
 import { Channel, ChannelCall, HEARTBEAT_DEFAULTS, type ChannelStats, type HeartbeatOptions } from '../rpc/channel.js'
 import { mdpFraming } from '../rpc/framing.js'
 import { BALANCERS, type BalancerName, type LoadBalancer } from '../rpc/balancer.js'
@@ -109,8 +110,7 @@ export class RpcClient {
     if (endpoints.length === 0) throw new TypeError('RpcClient needs at least one endpoint to connect to')
     // Every argument is checked before the first socket exists: a throw here leaves nothing open.
     for (const endpoint of endpoints) checkEndpoint(endpoint, 'connect')
-    if (options.curve !== undefined) checkCurve(options.curve, 'connect', 'RpcClient')
-    const security = options.curve === undefined ? undefined : curveSocketOptions(options.curve, 'connect')
+    const security = SocketSecurity.for(options.curve, 'RpcClient', 'connect').socketOptions
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
     checkTimeout(this.timeoutMs)
     const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
@@ -129,7 +129,7 @@ export class RpcClient {
         maxMessageSize,
         coalesce: options.coalesce ?? true,
         heartbeat: options.broker !== undefined ? false : heartbeat,
-        ...(security !== undefined && { security }),
+        security,
         // A fixed routing id ('z' and 16 random hex digits; libzmq forbids a leading zero byte), so a durable broker knows this client after a reconnect.
         ...(options.broker !== undefined && { framing: mdpFraming(), routingId: `z${this.keyPrefix.toString('hex')}` }),
       })

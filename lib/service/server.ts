@@ -14,8 +14,9 @@ import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
 import { MAX_WORKER_CREDIT } from '../rpc/mdp-frames.js'
 import { atDeadline } from '../rpc/deadline-timer.js'
 import type { CallRecordOptions } from '../rpc/call-record.js'
-import { checkCurve, curveSocketOptions, warnIfExposed, type CurveOptions } from '../transport/curve.js'
-import { newZapDomain, registerAllowList, type ZapStats } from '../transport/zap.js'
+import type { CurveOptions } from '../transport/curve.js'
+import { SocketSecurity } from '../transport/security.js'
+import type { ZapStats } from '../transport/zap.js'
 import { TRANSPORT_DEFAULTS } from '../transport/options.js'
 import type { ServiceDefinition, ServiceHandlers } from './contract.js'
 import { validatorsFor } from './validator.js'
@@ -117,8 +118,8 @@ export class RpcServer {
   private readonly limits: CborLimits
   private readonly maxMessageSize: number
   private closing: Promise<void> | undefined
-  /** The allow list's registration with the ZAP handler, once bound with `curve.allow`. */
-  private zap: Promise<{ stats: ZapStats; unregister: () => void } | undefined> | undefined
+  /** CURVE for the listening socket (and its allow list), transport/security.ts. */
+  private readonly security: SocketSecurity
 
   constructor(private readonly options: RpcServerOptions = {}) {
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
@@ -128,7 +129,7 @@ export class RpcServer {
       )
     }
     this.limits = { ...DEFAULT_CBOR_LIMITS, maxBytes: this.maxMessageSize }
-    if (options.curve !== undefined) checkCurve(options.curve, 'bind', 'RpcServer')
+    this.security = SocketSecurity.for(options.curve, 'RpcServer', 'bind', options.onRefused)
     const { maxConcurrent, maxQueued, maxPerPeer, maxConcurrentPerPeer, maxQueuedBytes, maxQueuedBytesPerPeer, onHandlerError, callRecord } = options
     // The last method found is remembered: calls in a burst mostly go to one method, and comparing two
     // short strings is cheaper than hashing the fresh ones each envelope brings. Handlers are never removed.
@@ -216,24 +217,18 @@ export class RpcServer {
   /** Binds to one or more endpoints; returns them resolved (ephemeral ports filled in). Safe to call concurrently. */
   async bind(endpoints: string | string[]): Promise<string[]> {
     if (this.closing !== undefined) throw new RpcError('UNAVAILABLE', 'server is closed')
-    const { curve } = this.options
     // The allow list is with the ZAP handler before the socket exists: no client gets in unchecked.
-    const domain = curve?.allow !== undefined ? newZapDomain() : undefined
-    if (domain !== undefined && this.zap === undefined) {
-      this.zap = registerAllowList(domain, curve!.allow!, this.options.onRefused)
-      this.zapStats = (await this.zap)?.stats
-    }
-    await this.zap
+    await this.security.ready()
     this.listener ??= new Listener(this.dispatcher, {
       maxMessageSize: this.maxMessageSize,
       coalesce: this.options.coalesce ?? true,
       ...(this.options.maxUnsentBytes !== undefined && { maxUnsentBytes: this.options.maxUnsentBytes }),
       ...(this.options.maxUnsentBytesPerPeer !== undefined && { maxUnsentBytesPerPeer: this.options.maxUnsentBytesPerPeer }),
-      ...(curve !== undefined && { security: curveSocketOptions(curve, 'bind', domain) }),
+      security: this.security.socketOptions,
     })
     const listener = this.listener
     const bound = await Promise.all((typeof endpoints === 'string' ? [endpoints] : endpoints).map((endpoint) => listener.bind(endpoint)))
-    for (const endpoint of bound) warnIfExposed(endpoint, curve)
+    for (const endpoint of bound) this.security.bound(endpoint)
     return bound
   }
 
@@ -252,15 +247,14 @@ export class RpcServer {
       return Promise.reject(new TypeError(`concurrency must be an integer from 1 to ${MAX_WORKER_CREDIT}, got ${concurrency}`))
     }
     if (this.services.size === 0) return Promise.reject(new TypeError('implement a service before connecting to a broker'))
-    if (options.curve !== undefined) {
-      try {
-        checkCurve(options.curve, 'connect', 'connectBroker')
-      } catch (err) {
-        return Promise.reject(err)
-      }
+    let security: SocketSecurity
+    try {
+      security = SocketSecurity.for(options.curve, 'connectBroker', 'connect')
+    } catch (err) {
+      return Promise.reject(err)
     }
     const workerOptions = {
-      ...(options.curve !== undefined && { security: curveSocketOptions(options.curve, 'connect') }),
+      security: security.socketOptions,
       maxMessageSize: this.maxMessageSize,
       credit: concurrency,
       heartbeatMs: options.heartbeatMs ?? 2500,
@@ -294,7 +288,7 @@ export class RpcServer {
     await this.dispatcher.close(left() - socketsMs)
     const closing = [...(this.listener === undefined ? [] : [this.listener.close(left() / 2)]), ...this.brokerWorkers.map((w) => w.close())]
     await within(left(), Promise.all(closing))
-    ;(await this.zap?.catch(() => undefined))?.unregister()
+    await this.security.close()
   }
 
   get stats(): RpcServerStats {
@@ -302,11 +296,9 @@ export class RpcServer {
       calls: this.dispatcher.stats,
       input: this.listener === undefined ? [] : [this.listener.stats],
       broker: this.brokerWorkers.map((w) => ({ ...w.stats })),
-      ...(this.zapStats !== undefined && { auth: { ...this.zapStats, lastRefused: [...this.zapStats.lastRefused] } }),
+      ...(this.security.stats !== undefined && { auth: this.security.stats }),
     }
   }
-
-  private zapStats: ZapStats | undefined
 }
 
 /**

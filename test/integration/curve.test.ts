@@ -7,14 +7,16 @@ import { expect } from 'chai'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Broker, RpcClient, RpcError, RpcServer, curveKeyPair } from '../../lib/index.js'
+import { Type } from 'typebox'
+import { Broker, Publisher, RpcClient, RpcError, RpcServer, Subscriber, TopicProxy, curveKeyPair, defineTopic, waitForFlow } from '../../lib/index.js'
 import { Calc, calcHandlers } from '../helpers/calc.js'
 import { warnIfExposed } from '../../lib/transport/curve.js'
-import { rejection, until } from '../helpers/endpoints.js'
+import { rejection, sleep, until } from '../helpers/endpoints.js'
 
 const server = curveKeyPair()
 const alice = curveKeyPair()
 const mallory = curveKeyPair()
+const bob = curveKeyPair()
 
 describe('CURVE security', function () {
   this.timeout(15_000)
@@ -126,5 +128,39 @@ describe('CURVE security', function () {
     expect(await good.service(Calc).add({ a: 20, b: 22 })).to.equal(42)
     expect(await rejection(bad.service(Calc).add({ a: 1, b: 1 }))).to.have.property('code', 'UNAUTHENTICATED')
     expect(broker.stats().auth!.refused).to.be.at.least(1)
+  })
+
+  it('typed topics over CURVE: an allowed subscriber gets messages, through a CURVE proxy too; one without CURVE gets none', async () => {
+    const News = defineTopic('news', Type.String())
+    const pubKeys = curveKeyPair()
+    const proxyKeys = curveKeyPair()
+    const pub = new Publisher({ curve: { ...pubKeys, allow: [alice.publicKey] } })
+    closers.push(() => pub.close())
+    const [endpoint] = (await pub.bind('tcp://127.0.0.1:*')) as [string]
+    const sub = new Subscriber({ connect: endpoint, curve: { serverKey: pubKeys.publicKey, ...alice } })
+    const plain = new Subscriber({ connect: endpoint })
+    closers.push(() => sub.close(), () => plain.close())
+    const news = sub.subscribe(News)
+    const unheard = plain.subscribe(News)
+    await waitForFlow(pub, sub)
+    await pub.publish(News, 'hello')
+    expect((await news.next()).value?.data).to.equal('hello')
+    let plainGot = false
+    void unheard.next().then((r) => (plainGot = r.done !== true))
+    await sleep(200)
+    expect(plainGot).to.equal(false)
+
+    // A proxy with CURVE on both sides: a publisher connects to it as a CURVE client, subscribers too.
+    const proxy = new TopicProxy({ curve: { ...proxyKeys, allow: [bob.publicKey, alice.publicKey] } })
+    closers.push(() => proxy.close())
+    const { frontend, backend } = await proxy.bind('tcp://127.0.0.1:*', 'tcp://127.0.0.1:*')
+    const viaProxy = new Publisher({ connect: frontend, curve: { serverKey: proxyKeys.publicKey, ...bob } })
+    const downstream = new Subscriber({ connect: backend, curve: { serverKey: proxyKeys.publicKey, ...alice } })
+    closers.push(() => viaProxy.close(), () => downstream.close())
+    const relayed = downstream.subscribe(News)
+    await waitForFlow(viaProxy, downstream)
+    await viaProxy.publish(News, 'through the proxy')
+    expect((await relayed.next()).value?.data).to.equal('through the proxy')
+    expect(() => new Subscriber({ connect: backend, curve: { ...alice } as never })).to.throw(TypeError, /serverKey/)
   })
 })
