@@ -26,7 +26,7 @@
 import { randomBytes } from 'node:crypto'
 import { Command, MDPC01, MMI_PREFIX, isHeader, parseClientMessage, parseWorkerMessage } from '../../patterns/majordomo-protocol.js'
 import type { CborLimits } from '../codec/cbor.js'
-import { Kind, MAX_ID, encodeCancel, encodeError, encodeRequest, readEnvelope, readEnvelopeWithCbor, scanFrame, type FrameScan, type RequestEnvelope } from '../codec/envelope.js'
+import { Kind, MAX_ID, encodeAuth, encodeCancel, encodeError, encodeRequest, readEnvelope, readEnvelopeWithCbor, scanFrame, type FrameScan, type RequestEnvelope } from '../codec/envelope.js'
 import { RpcError, type StatusCode } from '../errors.js'
 import type { Dispatcher } from '../rpc/dispatcher.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../rpc/limits.js'
@@ -158,6 +158,8 @@ export class Broker {
   private readonly gone = new Set<string>()
   /** CURVE for the broker's socket (and its allow list), transport/security.ts. */
   private readonly security: SocketSecurity
+  /** Clients (routing ids, latin1) that proved their CURVE key (AUTH): workers are told before their requests. */
+  private readonly clientKeys = new Map<string, Buffer>()
   private readonly listeners = new Set<(event: BrokerWorkerEvent) => void>()
   private readonly limits: CborLimits
   private readonly heartbeatMs: number
@@ -317,6 +319,10 @@ export class Broker {
       if (intake.ok === false) {
         if (intake.id === undefined) this.counters.drop('unreadable')
         else this.refuse(clientId, service, intake.id, 'invalid', 'INVALID_ARGUMENT', intake.reason)
+        continue
+      }
+      if (intake.ok === 'auth') {
+        this.authenticate(clientKey, intake.publicKey, intake.proof)
         continue
       }
       if (intake.ok === 'follow-up') {
@@ -561,6 +567,23 @@ export class Broker {
     this.dispatch(service)
   }
 
+  /** A client's AUTH: kept if its proof holds, so the workers serving it see its key (ctx.peer.publicKey). */
+  private authenticate(clientKey: string, publicKey: Uint8Array, proof: Uint8Array): void {
+    if (this.security.verify(publicKey, proof) === undefined) return this.counters.drop('bad-auth')
+    if (this.clientKeys.size >= MAX_JOINERS) this.clientKeys.clear()
+    this.clientKeys.set(clientKey, Buffer.from(publicKey))
+    // A client may come back with another key: workers hear again.
+    for (const worker of this.workers.all()) worker.told.delete(clientKey)
+  }
+
+  /** Before a client's first request to a credit worker: the key the broker authenticated for it (AUTH, no proof: the worker trusts its broker). */
+  private tellWorker(worker: Worker, req: QueuedRequest): void {
+    const key = this.clientKeys.get(req.clientKey)
+    if (key === undefined || !worker.extended || worker.told.has(req.clientKey)) return
+    worker.told.add(req.clientKey)
+    this.socket.pushWithHead(req.toWorker, encodeAuth(key, NO_PROOF), worker.id, true)
+  }
+
   /**
    * A CANCEL or CREDIT for a call of this client: on to the worker that holds it, or, for a CANCEL
    * of a call still queued, the call leaves the queue (its caller has already ended it: no answer).
@@ -739,6 +762,7 @@ export class Broker {
     if (event === 'connected') return this.clientBack(id.toString('latin1'))
     if (this.durable !== undefined) this.gone.add(id.toString('latin1'))
     this.joiners.delete(id.toString('latin1'))
+    if (this.clientKeys.delete(id.toString('latin1'))) for (const worker of this.workers.all()) worker.told.delete(id.toString('latin1'))
     const worker = this.workers.get(id.toString('hex'))
     // Its connection is gone: whatever it held cannot be answered, so say so now rather than after the liveness window.
     if (worker !== undefined) this.removeWorker(worker, 'disconnected', false)
@@ -792,6 +816,7 @@ export class Broker {
         continue
       }
       const { id, method, metadata, params, window, key } = req.request
+      if (this.clientKeys.size > 0) this.tellWorker(worker, req)
       const frame = left < req.request.timeoutMs ? encodeRequest(id, service, method, left, metadata, params, window, key) : req.frame
       const stored = this.durable?.find(req.clientId === TICKETS_CLIENT ? null : req.clientId, id)
       if (stored !== undefined && !stored.call.k) {
@@ -919,6 +944,7 @@ export class Broker {
 }
 
 const EMPTY = new Uint8Array(0)
+const NO_PROOF = new Uint8Array(32)
 const isZrpcRequest = (req: QueuedRequest): boolean => req.opaque === undefined
 const anyRequest = (): boolean => true
 const DURABLE = Buffer.from('durable')

@@ -19,12 +19,14 @@ export function brokerLimits(maxMessageSize: number): CborLimits {
 export type Intake =
   | { ok: true; request: RequestEnvelope }
   | { ok: 'follow-up'; id: number; cancel: boolean }
+  | { ok: 'auth'; publicKey: Uint8Array; proof: Uint8Array }
   | { ok: false; id: number | undefined; reason: string }
 
 /** Checks one envelope read from a client's frame sent to MDP service `service`. */
 export function checkRequest(service: string, env: Envelope | Malformed): Intake {
   if (env.kind === 'malformed') return { ok: false, id: env.id, reason: env.reason }
   if (env.kind === Kind.Cancel || env.kind === Kind.Credit) return { ok: 'follow-up', id: env.id, cancel: env.kind === Kind.Cancel }
+  if (env.kind === Kind.Auth) return { ok: 'auth', publicKey: env.publicKey, proof: env.proof }
   if (env.kind !== Kind.Request) return { ok: false, id: env.id, reason: 'expected REQUEST, CANCEL or CREDIT envelopes' }
   if (env.service !== service) return { ok: false, id: env.id, reason: `REQUEST for service ${env.service} sent to MDP service ${service}` }
   return { ok: true, request: env }

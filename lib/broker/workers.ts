@@ -45,6 +45,8 @@ export interface Worker {
   /** Sent DISCONNECT itself while holding requests: it may go silent, so it expires like an idle one. */
   saidDisconnect: boolean
   beatsWhileBusy: boolean
+  /** Clients (routing ids, latin1) whose authenticated key this worker has been told (AUTH on their behalf). */
+  readonly told: Set<string>
 }
 
 /** Why a worker left. `kicked` is `disconnectWorker()`; `protocol-error` a second READY. */
@@ -98,6 +100,7 @@ export class WorkerRegistry {
       draining: false,
       saidDisconnect: false,
       beatsWhileBusy: credit !== undefined,
+      told: new Set(),
     }
     this.byIdentity.set(worker.identity, worker)
     let entry = this.byService.get(service)

@@ -15,7 +15,8 @@
  *   ITEM     [1, 6, id, payload: bstr, ...]           one item of a stream (either direction)
  *   CREDIT   [1, 7, id, n, ...]                       the stream's receiver lets its sender send n more ITEMs
  *   END      [1, 8, id, ...]                          reserved: a client's half-close (client streams)
- *   9..15    reserved: a server answers UNIMPLEMENTED, a client ignores them
+ *   AUTH     [1, 9, 0, publicKey: bstr, proof: bstr]  a CURVE client names its key and proves it holds it
+ *   10..15   reserved: a server answers UNIMPLEMENTED, a client ignores them
  *   ...      items a later minor version appends, ignored
  * ```
  * A frame is read in two steps: {@link scanFrame} finds the envelopes in one pass over the bytes and
@@ -36,7 +37,7 @@ export { LazyItem, LazyReply, replySize, requestSize, writeReply, writeRequest }
 
 export const PROTOCOL_VERSION = 1
 
-export const Kind = { Request: 0, Reply: 1, Error: 2, Cancel: 3, Ping: 4, Pong: 5, Item: 6, Credit: 7, End: 8 } as const
+export const Kind = { Request: 0, Reply: 1, Error: 2, Cancel: 3, Ping: 4, Pong: 5, Item: 6, Credit: 7, End: 8, Auth: 9 } as const
 export type Kind = (typeof Kind)[keyof typeof Kind]
 
 /** Call metadata: string keys to string values, like gRPC's. */
@@ -109,7 +110,20 @@ export interface EndEnvelope {
   readonly id: number
 }
 
-export type Envelope = RequestEnvelope | ReplyEnvelope | ErrorEnvelope | CancelEnvelope | PingEnvelope | PongEnvelope | ItemEnvelope | CreditEnvelope | EndEnvelope
+/**
+ * A CURVE client's key and the proof that it holds the secret half (docs/security.md): the server
+ * binds the connection to that key, so handlers see it as `ctx.peer.publicKey`.
+ */
+export interface AuthEnvelope {
+  readonly kind: typeof Kind.Auth
+  readonly id: number
+  /** The client's CURVE public key, 32 bytes. */
+  readonly publicKey: Uint8Array
+  /** HMAC of the CURVE shared secret of client and server: only the holder of either secret key can make it. */
+  readonly proof: Uint8Array
+}
+
+export type Envelope = RequestEnvelope | ReplyEnvelope | ErrorEnvelope | CancelEnvelope | PingEnvelope | PongEnvelope | ItemEnvelope | CreditEnvelope | EndEnvelope | AuthEnvelope
 
 /**
  * An envelope that could not be accepted. `id` is set when the envelope was readable far enough to
@@ -191,6 +205,10 @@ export function encodeCredit(id: number, n: number): Buffer {
   return encodeCbor([PROTOCOL_VERSION, Kind.Credit, id, n])
 }
 
+export function encodeAuth(publicKey: Uint8Array, proof: Uint8Array): Buffer {
+  return encodeCbor([PROTOCOL_VERSION, Kind.Auth, 0, publicKey, proof])
+}
+
 export function encodeItem(id: number, payload: Uint8Array): Buffer {
   return encodeCbor([PROTOCOL_VERSION, Kind.Item, id, payload])
 }
@@ -268,6 +286,13 @@ export function toEnvelope(item: unknown): Envelope | Malformed {
     }
     case Kind.End:
       return { kind: Kind.End, id: knownId }
+    case Kind.Auth: {
+      const [, , , publicKey, proof] = item as unknown[]
+      if (!isBytes(publicKey) || publicKey.length !== 32 || !isBytes(proof) || proof.length !== 32) {
+        return malformed(knownId, 'INVALID_ARGUMENT', 'auth envelope must be [1, 9, 0, publicKey: 32 bytes, proof: 32 bytes]')
+      }
+      return { kind: Kind.Auth, id: knownId, publicKey, proof }
+    }
     default: {
       const reason = `unknown message kind ${describe(kind)}`
       const unknownKind = asUint(kind)
@@ -442,6 +467,7 @@ function overLimit(bytes: Uint8Array, why: string): Envelope | Malformed {
     case Kind.Cancel:
     case Kind.Credit:
     case Kind.End:
+    case Kind.Auth:
       return malformed(id, 'INVALID_ARGUMENT', reason)
     case Kind.Reply:
     case Kind.Item:

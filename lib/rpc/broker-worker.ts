@@ -23,7 +23,8 @@ import { Kind, encodeError, readEnvelope, scanFrame } from '../codec/envelope.js
 import type { Body } from '../transport/send-queue.js'
 import { TransportSocket } from '../transport/socket.js'
 import { DeadlineWheel } from './deadline-timer.js'
-import type { Dispatcher } from './dispatcher.js'
+import type { Dispatcher, PeerInfo } from './dispatcher.js'
+import { z85Encode } from '../transport/curve.js'
 import { BrokerBeats } from './mdp-heartbeat.js'
 import { addressedHead, commandFrames, readyFrames } from './mdp-frames.js'
 
@@ -64,6 +65,8 @@ interface Route {
   readonly head: readonly Buffer[]
   /** The dispatcher's peer: the client, so its fair share applies per caller behind the broker. */
   readonly peer: string
+  /** Who the client is, as the broker authenticated it (AUTH on its behalf). */
+  info?: PeerInfo
 }
 
 /** A request being served. */
@@ -224,6 +227,11 @@ export class BrokerWorker {
         this.cancel(route, env.id)
         continue
       }
+      if (env.kind === Kind.Auth) {
+        // The broker says who this client is (it checked the client's proof): its calls carry the key.
+        route.info = { publicKey: z85Encode(env.publicKey) }
+        continue
+      }
       if (env.kind !== Kind.Request) {
         this.stats.malformed++
         this.reply(route, encodeError(env.id ?? 0, 'INVALID_ARGUMENT', env.kind === 'malformed' ? env.reason : 'expected REQUEST, CANCEL or CREDIT envelopes'))
@@ -256,7 +264,7 @@ export class BrokerWorker {
         if (more === true) {
           if (!held.answered && held.route.socket === this.socket) this.reply(held.route, out)
         } else this.answer(held, out)
-      })
+      }, route.info)
     }
   }
 

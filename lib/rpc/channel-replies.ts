@@ -85,7 +85,7 @@ function deliverOne(env: Envelope | Malformed, from: string | undefined, ctx: Re
   }
   // A PONG needs nothing more: the channel has already heard from the server by reading this frame.
   if (env.kind === Kind.Pong) return
-  if (env.kind === Kind.Request || env.kind === Kind.Cancel || env.kind === Kind.Ping || env.kind === Kind.Credit || env.kind === Kind.End) {
+  if (env.kind === Kind.Request || env.kind === Kind.Cancel || env.kind === Kind.Ping || env.kind === Kind.Credit || env.kind === Kind.End || env.kind === Kind.Auth) {
     ctx.counters.malformed++
     return
   }

@@ -48,6 +48,8 @@ export interface ChannelOptions {
   readonly routingId?: string
   /** libzmq security options (CURVE, transport/curve.ts). */
   readonly security?: Record<string, unknown>
+  /** The AUTH envelope to send first on every connection (a CURVE client proving its key). */
+  readonly auth?: Buffer
 }
 
 /** When a server that stopped answering is given up on. */
@@ -59,6 +61,8 @@ export interface HeartbeatOptions {
 }
 
 export const HEARTBEAT_DEFAULTS: HeartbeatOptions = { intervalMs: 1000, timeoutMs: 2000 }
+/** The MDP service an AUTH envelope rides to a broker under: the broker's own, which it reads itself. */
+const AUTH_CARRIER = 'zrpc.broker'
 /** Longest wait between PINGs to an endpoint marked down. */
 const MAX_PROBE_MS = 30_000
 
@@ -418,7 +422,11 @@ export class Channel {
         for (const call of [...this.pending.values()]) if (call.sent) call.reject(lost)
       }
     }
-    if (state === 'ready' && !this.wasReady) this.framing.connected?.(this.socket)
+    if (state === 'ready' && !this.wasReady) {
+      // Who this client is goes first, before any call on the new connection (through a broker: to the broker itself).
+      if (this.options.auth !== undefined) this.framing.push(this.socket, AUTH_CARRIER, this.options.auth)
+      this.framing.connected?.(this.socket)
+    }
     this.wasReady = state === 'ready'
     this.sendWaiting(this.down ? 'failing' : state)
     if (state !== 'connecting') for (const done of [...this.settleWaiters]) done()

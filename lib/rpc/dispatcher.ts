@@ -20,11 +20,11 @@ import { Kind, LazyReply, encodeError, readEnvelopeWithCbor, type RequestEnvelop
 import type { Body } from '../transport/send-queue.js'
 import { atDeadline } from './deadline-timer.js'
 import { CallDeadlines } from './dispatch-deadlines.js'
-import { ActiveCall, PeerCalls, QUEUED_CALL_OVERHEAD_BYTES, type CallContext, type ReplyFn } from './peer-calls.js'
+import { ActiveCall, PeerCalls, QUEUED_CALL_OVERHEAD_BYTES, type CallContext, type PeerInfo, type ReplyFn } from './peer-calls.js'
 import { pumpStream } from './stream-pump.js'
 import { CallRecord, type CallRecordOptions, type CallRecordStats, type RecordedOutcome } from './call-record.js'
 
-export type { CallContext, ReplyFn } from './peer-calls.js'
+export type { CallContext, PeerInfo, ReplyFn } from './peer-calls.js'
 
 /**
  * A handler on bytes: params CBOR in, result CBOR out. The typed layer builds these. A handler that
@@ -167,7 +167,7 @@ export class Dispatcher {
   }
 
   /** Takes one request. `peer` names the caller's connection, so its CANCELs and its leaving find its calls. */
-  handle(request: RequestEnvelope, peer: PeerKey, reply: ReplyFn): void {
+  handle(request: RequestEnvelope, peer: PeerKey, reply: ReplyFn, caller?: PeerInfo): void {
     this.counters.received++
     let calls = this.peers.get(peer)
     if (calls !== undefined) {
@@ -211,7 +211,7 @@ export class Dispatcher {
     if (this.running < this.maxConcurrent && calls.running < this.maxConcurrentPerPeer && calls.queue.length === 0) {
       // Not in `live` yet: a handler that answers at once is done before any CANCEL or duplicate could
       // arrive, so only a call still running when its handler returns is entered there (in start()).
-      return this.start(this.keyed(new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler), key))
+      return this.start(this.keyed(new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler, caller), key))
     }
     if (this.queued >= this.maxQueued) {
       this.counters.rejectedBusy++
@@ -224,7 +224,7 @@ export class Dispatcher {
       this.release(calls)
       return this.refuse(request, reply, 'RESOURCE_EXHAUSTED', `server busy: queued params would exceed maxQueuedBytes ${this.maxQueuedBytes} (${this.maxQueuedBytesPerPeer} per caller)`, NOT_STARTED)
     }
-    const call = this.keyed(new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler), key)
+    const call = this.keyed(new ActiveCall(request, reply, calls, Date.now() + request.timeoutMs, handler, caller), key)
     // A copy, so a small queued call does not keep its whole received frame alive (Buffer#slice would be a view).
     if (call.params.byteLength < call.params.buffer.byteLength) call.params = Uint8Array.prototype.slice.call(call.params)
     call.queuedBytes = bytes
@@ -332,7 +332,7 @@ export class Dispatcher {
 
   private start(call: ActiveCall): void {
     this.running++
-    call.peer.running++
+    call.owner.running++
     let result: Promise<Uint8Array> | Uint8Array
     try {
       const handler = call.handler
@@ -342,7 +342,7 @@ export class Dispatcher {
     }
     // The reply is written into the outgoing frame when it leaves: no Buffer per reply.
     if (result instanceof Uint8Array) return this.settle(call, new LazyReply(call.id, result), true)
-    if (!call.inLive) call.peer.enter(call)
+    if (!call.inLive) call.owner.enter(call)
     result.then(
       (bytes) => this.settle(call, new LazyReply(call.id, bytes), true),
       (err: unknown) => this.settle(call, this.errorFrame(call, err)),
@@ -363,14 +363,14 @@ export class Dispatcher {
 
   private settle(call: ActiveCall, frame: Body, ok = false): void {
     this.running--
-    call.peer.running--
+    call.owner.running--
     if (call.ended) this.counters.late++
     else if (call.aborted) {
       // The caller has already ended this call (deadline, cancel, gone): a reply would be dropped there.
       this.counters.late++
       this.end(call)
     } else this.finish(call, frame, ok)
-    this.release(call.peer)
+    this.release(call.owner)
     if (this.ring.length > 0) this.next()
     if (this.running === 0 && this.drainedWaiters.length > 0) for (const resolve of this.drainedWaiters.splice(0)) resolve()
   }
@@ -378,10 +378,10 @@ export class Dispatcher {
   /** Ends a call the caller gave up on: a queued one leaves the queue, a running one has its signal aborted. */
   private giveUp(call: ActiveCall, reason: RpcError): void {
     call.abort(reason)
-    call.peer.forget(call)
+    call.owner.forget(call)
     if (call.queuedBytes > 0) {
-      const at = call.peer.queue.indexOf(call)
-      if (at >= 0) call.peer.queue.splice(at, 1)
+      const at = call.owner.queue.indexOf(call)
+      if (at >= 0) call.owner.queue.splice(at, 1)
       this.unqueue(call)
       this.end(call)
     }
@@ -390,14 +390,14 @@ export class Dispatcher {
   private unqueue(call: ActiveCall): void {
     this.queued--
     this.queuedBytes -= call.queuedBytes
-    call.peer.queuedBytes -= call.queuedBytes
+    call.owner.queuedBytes -= call.queuedBytes
     call.queuedBytes = 0
   }
 
   private end(call: ActiveCall): void {
     call.ended = true
     call.dispose()
-    call.peer.forget(call)
+    call.owner.forget(call)
     // Ended without an outcome to replay (never started, cancelled, past its deadline): retries waiting for it get why.
     if (call.key !== undefined) {
       const reason = call.reason ?? new RpcError('DEADLINE_EXCEEDED', 'deadline exceeded')

@@ -18,7 +18,7 @@
 import { DEFAULT_CBOR_LIMITS, type CborLimits } from '../codec/cbor.js'
 import { Kind, encodeError, encodePong, readFrameInChunks, type Envelope, type Malformed } from '../codec/envelope.js'
 import { TransportSocket, type TransportCounters } from '../transport/socket.js'
-import type { Dispatcher, ReplyFn } from './dispatcher.js'
+import type { Dispatcher, PeerInfo, ReplyFn } from './dispatcher.js'
 
 /** Longest stretch of one frame's work before yielding, in ms. */
 export const MAX_TURN_MS = 2
@@ -35,6 +35,8 @@ export interface ListenerOptions {
   readonly maxUnsentBytesPerPeer?: number
   /** libzmq security options (CURVE server, ZAP domain: transport/curve.ts). */
   readonly security?: Record<string, unknown>
+  /** Checks a client's AUTH envelope: its key (Z85) if the proof holds (transport/security.ts). */
+  readonly verifyAuth?: (publicKey: Uint8Array, proof: Uint8Array) => string | undefined
 }
 
 /** Input the listener could not serve, by reason. */
@@ -49,6 +51,8 @@ export interface ListenerCounters {
   oversizedReplies: number
   /** Envelopes left unhandled because their peer went away, or the server closed, while their frame was worked through. */
   unhandled: number
+  /** AUTH envelopes whose proof did not hold (or that came to a server without CURVE): the connection stays anonymous. */
+  badAuth: number
 }
 
 /** A listener's counters plus its socket's (received bytes, the send queue's drops and bytes). */
@@ -72,7 +76,7 @@ export class Listener {
   private lastPeerNumber = 0
   /** Peers known when idle ones are next forgotten (inproc peers leave without a notice). */
   private sweepAt = MIN_PEERS_BEFORE_SWEEP
-  private readonly counters: ListenerCounters = { badFrameCount: 0, malformed: 0, unexpectedKind: 0, oversizedReplies: 0, unhandled: 0 }
+  private readonly counters: ListenerCounters = { badFrameCount: 0, malformed: 0, unexpectedKind: 0, oversizedReplies: 0, unhandled: 0, badAuth: 0 }
 
   constructor(
     private readonly dispatcher: Dispatcher,
@@ -188,7 +192,7 @@ export class Listener {
             this.counters.unhandled += chunk.length - i
             return
           }
-          this.onEnvelope(chunk[i]!, peer.number, from, reply)
+          this.onEnvelope(chunk[i]!, peer, from, reply)
         }
       }
     } finally {
@@ -196,15 +200,23 @@ export class Listener {
     }
   }
 
-  private onEnvelope(env: Envelope | Malformed, peer: number, from: Buffer, reply: ReplyFn): void {
+  private onEnvelope(env: Envelope | Malformed, from_: Peer, from: Buffer, reply: ReplyFn): void {
+    const peer = from_.number
     switch (env.kind) {
       case 'malformed':
         this.counters.malformed++
         if (env.id !== undefined) this.socket.push(encodeError(env.id, env.code, env.reason), from)
         break
       case Kind.Request:
-        this.dispatcher.handle(env, peer, reply)
+        this.dispatcher.handle(env, peer, reply, from_.info)
         break
+      case Kind.Auth: {
+        // The connection is bound to the key whose holder proved itself on it: its calls carry it (ctx.peer).
+        const key = this.options.verifyAuth?.(env.publicKey, env.proof)
+        if (key === undefined) this.counters.badAuth++
+        else from_.info = { publicKey: key }
+        break
+      }
       case Kind.Cancel:
         this.dispatcher.cancel(peer, env.id)
         break
@@ -233,6 +245,8 @@ export class Listener {
 interface Peer {
   readonly number: number
   readonly routingId: Buffer
+  /** Who it is, once it has proved its CURVE key (AUTH). */
+  info?: PeerInfo
 }
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))

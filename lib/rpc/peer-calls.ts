@@ -27,6 +27,17 @@ export interface CallContext {
   readonly metadata: Metadata
   readonly service: string
   readonly method: string
+  /**
+   * Who is calling, as far as this server knows: with CURVE, the client's public key (Z85) once the
+   * client has proved it holds it; through a broker, the key the broker authenticated.
+   */
+  readonly peer: PeerInfo
+}
+
+/** What a server knows of a caller. */
+export interface PeerInfo {
+  /** The caller's CURVE public key (Z85), when it authenticated with one. */
+  readonly publicKey?: string
 }
 
 /**
@@ -34,6 +45,8 @@ export interface CallContext {
  * transports that check sizes. `more` is true for a stream's ITEM: the call goes on after it.
  */
 export type ReplyFn = (frame: Body, id: number, more?: boolean) => void
+
+const NO_PEER_INFO: PeerInfo = Object.freeze({})
 
 /** Bytes charged to a queued call on top of its params: the envelope, the call object, its closures. */
 export const QUEUED_CALL_OVERHEAD_BYTES = 512
@@ -65,9 +78,10 @@ export class ActiveCall implements CallContext {
   constructor(
     readonly request: RequestEnvelope,
     readonly reply: ReplyFn,
-    readonly peer: PeerCalls,
+    readonly owner: PeerCalls,
     readonly deadline: number,
     readonly handler: RawHandler,
+    readonly peer: PeerInfo = NO_PEER_INFO,
   ) {
     this.metadata = request.metadata ?? {}
     this.params = request.params
@@ -121,7 +135,7 @@ export class ActiveCall implements CallContext {
       else if (Date.now() > this.deadline) this.expire()
       else {
         this.timed = true
-        this.peer.deadlines.add(this)
+        this.owner.deadlines.add(this)
       }
     }
     return this.controller.signal
@@ -152,7 +166,7 @@ export class ActiveCall implements CallContext {
   dispose(): void {
     if (!this.timed) return
     this.timed = false
-    this.peer.deadlines.remove(this)
+    this.owner.deadlines.remove(this)
   }
 }
 

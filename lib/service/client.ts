@@ -110,7 +110,9 @@ export class RpcClient {
     if (endpoints.length === 0) throw new TypeError('RpcClient needs at least one endpoint to connect to')
     // Every argument is checked before the first socket exists: a throw here leaves nothing open.
     for (const endpoint of endpoints) checkEndpoint(endpoint, 'connect')
-    const security = SocketSecurity.for(options.curve, 'RpcClient', 'connect').socketOptions
+    const curveSecurity = SocketSecurity.for(options.curve, 'RpcClient', 'connect')
+    const security = curveSecurity.socketOptions
+    const auth = curveSecurity.authEnvelope()
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
     checkTimeout(this.timeoutMs)
     const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
@@ -130,6 +132,7 @@ export class RpcClient {
         coalesce: options.coalesce ?? true,
         heartbeat: options.broker !== undefined ? false : heartbeat,
         security,
+        ...(auth !== undefined && { auth }),
         // A fixed routing id ('z' and 16 random hex digits; libzmq forbids a leading zero byte), so a durable broker knows this client after a reconnect.
         ...(options.broker !== undefined && { framing: mdpFraming(), routingId: `z${this.keyPrefix.toString('hex')}` }),
       })

@@ -225,6 +225,7 @@ export class RpcServer {
       ...(this.options.maxUnsentBytes !== undefined && { maxUnsentBytes: this.options.maxUnsentBytes }),
       ...(this.options.maxUnsentBytesPerPeer !== undefined && { maxUnsentBytesPerPeer: this.options.maxUnsentBytesPerPeer }),
       security: this.security.socketOptions,
+      ...(this.security.verifies && { verifyAuth: (key: Uint8Array, proof: Uint8Array) => this.security.verify(key, proof) }),
     })
     const listener = this.listener
     const bound = await Promise.all((typeof endpoints === 'string' ? [endpoints] : endpoints).map((endpoint) => listener.bind(endpoint)))

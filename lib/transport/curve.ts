@@ -9,6 +9,7 @@
  * ```
  * Keys are Z85 text (40 characters for 32 bytes), as `curveKeyPair()` and `zrpc keygen` make them.
  */
+import { createHmac, createPrivateKey, createPublicKey, diffieHellman, timingSafeEqual } from 'node:crypto'
 import { curveKeyPair as zmqCurveKeyPair } from 'zeromq'
 
 /** A CURVE key pair, Z85 text. Keep `secretKey` secret; hand `publicKey` to peers. */
@@ -60,6 +61,44 @@ export function z85Encode(bytes: Uint8Array): string {
     out += chunk
   }
   return out
+}
+
+/** Z85 text as bytes (a key: 40 characters, 32 bytes). */
+export function z85Decode(text: string): Buffer {
+  if (text.length % 5 !== 0) throw new RangeError('Z85 decodes a multiple of 5 characters')
+  const out = Buffer.alloc((text.length / 5) * 4)
+  for (let i = 0, at = 0; i < text.length; i += 5, at += 4) {
+    let value = 0
+    for (let j = 0; j < 5; j++) {
+      const digit = Z85_VALUE.get(text[i + j]!)
+      if (digit === undefined) throw new RangeError(`not Z85: ${JSON.stringify(text[i + j])}`)
+      value = value * 85 + digit
+    }
+    out.writeUInt32BE(value >>> 0, at)
+  }
+  return out
+}
+
+const PROOF_LABEL = 'zrpc/1 peer key'
+
+/**
+ * The proof that binds a connection to a client key (the AUTH envelope): an HMAC, keyed by the
+ * X25519 shared secret of one side's key pair and the other's public key, so client and server
+ * compute the same bytes and nobody else can. It travels inside the CURVE connection, so it cannot
+ * be read off the wire and shown on another connection.
+ */
+export function keyProof(own: CurveKeyPair, peerPublicKey: string): Buffer {
+  const d = z85Decode(own.secretKey).toString('base64url')
+  const x = z85Decode(own.publicKey).toString('base64url')
+  const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x }, format: 'jwk' })
+  const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: z85Decode(peerPublicKey).toString('base64url') }, format: 'jwk' })
+  return createHmac('sha256', diffieHellman({ privateKey, publicKey })).update(PROOF_LABEL).digest()
+}
+
+/** Whether `proof` shows that the holder of `clientKey` (Z85) is on this connection, for a server with `own` keys. */
+export function proofHolds(own: CurveKeyPair, clientKey: string, proof: Uint8Array): boolean {
+  const expected = keyProof(own, clientKey)
+  return proof.length === expected.length && timingSafeEqual(expected, proof)
 }
 
 /**

@@ -11,7 +11,8 @@
  * const socket = new TransportSocket({ ..., socketOptions: security.socketOptions })
  * await security.ready()   // before bind
  */
-import { checkCurve, curveSocketOptions, warnIfExposed, type CurveOptions } from './curve.js'
+import { encodeAuth } from '../codec/envelope.js'
+import { checkCurve, curveSocketOptions, keyProof, proofHolds, warnIfExposed, z85Decode, z85Encode, type CurveOptions } from './curve.js'
 import { newZapDomain, registerAllowList, type ZapStats } from './zap.js'
 
 /** Which roles a component's sockets may take. */
@@ -51,6 +52,36 @@ export class SocketSecurity {
     if (this.zapDomain === undefined || this.closed) return
     this.registration ??= registerAllowList(this.zapDomain, this.curve!.allow!, this.onRefused)
     this.registered = await this.registration
+  }
+
+  /**
+   * The AUTH envelope a CURVE client sends first on each connection: its key and the proof that it
+   * holds it (docs/security.md, "Who is calling"). Undefined without CURVE, or for a binding socket.
+   */
+  authEnvelope(): Buffer | undefined {
+    const curve = this.curve
+    if (curve?.serverKey === undefined) return undefined
+    return (this.auth ??= encodeAuth(z85Decode(curve.publicKey), keyProof(curve, curve.serverKey)))
+  }
+
+  private auth: Buffer | undefined
+
+  /** A binding socket's check of an AUTH envelope: the client's key (Z85) if the proof holds, else undefined. */
+  verify(publicKey: Uint8Array, proof: Uint8Array): string | undefined {
+    const curve = this.curve
+    if (curve === undefined || curve.serverKey !== undefined) return undefined
+    const key = z85Encode(publicKey)
+    try {
+      return proofHolds(curve, key, proof) ? key : undefined
+    } catch {
+      // Not a key X25519 accepts: no proof can hold.
+      return undefined
+    }
+  }
+
+  /** Whether this socket uses CURVE as a server (so AUTH envelopes mean something). */
+  get verifies(): boolean {
+    return this.curve !== undefined && this.curve.serverKey === undefined
   }
 
   /** Warns once per process if `endpoint`, just bound, is reachable by other hosts and plaintext. */

@@ -99,12 +99,15 @@ export async function registerAllowList(
   }
 }
 
-/** The keys of an allow file: one Z85 key a line; blank lines and `#` comments ignored. */
+/**
+ * The keys of an allow file: one Z85 key a line; blank lines, lines starting with `#`, and a `#`
+ * comment after whitespace are ignored (`#` is also a Z85 digit, so only whitespace starts a comment).
+ */
 export function readAllowFile(file: string): Set<string> {
   const keys = new Set<string>()
   const lines = readFileSync(file, 'utf8').split('\n')
   lines.forEach((raw, i) => {
-    const line = raw.replace(/#.*/, '').trim()
+    const line = raw.trim().startsWith('#') ? '' : raw.replace(/\s#.*$/, '').trim()
     if (line === '') return
     if (!isZ85Key(line)) throw new TypeError(`${file}:${i + 1}: not a 40-character Z85 public key`)
     keys.add(line)
@@ -112,15 +115,34 @@ export function readAllowFile(file: string): Set<string> {
   return keys
 }
 
+let starting: Promise<void> | undefined
+let stopped: Promise<void> = Promise.resolve()
+
 async function startHandler(): Promise<void> {
   if (handler !== undefined) return
-  const socket = new Router({ linger: 0 })
-  await socket.bind(ZAP_ENDPOINT)
-  handler = { socket, done: serve(socket) }
+  starting ??= (async () => {
+    // A handler closed a moment ago may still hold the inproc name: wait for its loop, then retry briefly.
+    await stopped
+    for (let attempt = 0; ; attempt++) {
+      const socket = new Router({ linger: 0 })
+      try {
+        await socket.bind(ZAP_ENDPOINT)
+        handler = { socket, done: serve(socket) }
+        return
+      } catch (err) {
+        socket.close()
+        if (attempt >= 50 || (err as { code?: string }).code !== 'EADDRINUSE') throw err
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+    }
+  })().finally(() => (starting = undefined))
+  await starting
 }
 
 function stopHandler(): void {
-  handler?.socket.close()
+  if (handler === undefined) return
+  handler.socket.close()
+  stopped = handler.done
   handler = undefined
 }
 

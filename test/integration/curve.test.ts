@@ -8,9 +8,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Type } from 'typebox'
-import { Broker, Publisher, RpcClient, RpcError, RpcServer, Subscriber, TopicProxy, curveKeyPair, defineTopic, waitForFlow } from '../../lib/index.js'
+import { Dealer } from 'zeromq'
+import { Broker, Publisher, RpcClient, RpcError, RpcServer, Subscriber, TopicProxy, curveKeyPair, defineService, defineTopic, waitForFlow, type CallContext } from '../../lib/index.js'
+import { decodeCbor, encodeCbor } from '../../lib/codec/cbor.js'
+import { encodeAuth, encodeRequest, parseFrame } from '../../lib/codec/envelope.js'
 import { Calc, calcHandlers } from '../helpers/calc.js'
-import { warnIfExposed } from '../../lib/transport/curve.js'
+import { keyProof, warnIfExposed, z85Decode } from '../../lib/transport/curve.js'
 import { rejection, sleep, until } from '../helpers/endpoints.js'
 
 const server = curveKeyPair()
@@ -162,5 +165,64 @@ describe('CURVE security', function () {
     await viaProxy.publish(News, 'through the proxy')
     expect((await relayed.next()).value?.data).to.equal('through the proxy')
     expect(() => new Subscriber({ connect: backend, curve: { ...alice } as never })).to.throw(TypeError, /serverKey/)
+  })
+
+  it("a handler sees the caller's proven key as ctx.peer.publicKey, and can authorise per method (direct and through the broker)", async () => {
+    const Vault = defineService('vault', {
+      open: { params: Type.Object({}), result: Type.String() },
+      whoami: { params: Type.Object({}), result: Type.String() },
+    })
+    const handlers = {
+      // Only alice may open the vault.
+      open: (_p: unknown, ctx: CallContext) => {
+        if (ctx.peer.publicKey !== alice.publicKey) throw new RpcError('PERMISSION_DENIED', 'only alice may open the vault')
+        return 'opened'
+      },
+      whoami: (_p: unknown, ctx: CallContext) => ctx.peer.publicKey ?? 'anonymous',
+    }
+    const srv = new RpcServer({ curve: { ...server, allow: [alice.publicKey, bob.publicKey] } }).implement(Vault, handlers)
+    closers.push(() => srv.close({ timeoutMs: 200 }))
+    const [endpoint] = (await srv.bind('tcp://127.0.0.1:*')) as [string]
+    const asAlice = client(endpoint, { serverKey: server.publicKey, ...alice }).service(Vault)
+    const asBob = client(endpoint, { serverKey: server.publicKey, ...bob }).service(Vault)
+    expect(await asAlice.whoami({})).to.equal(alice.publicKey)
+    expect(await asBob.whoami({})).to.equal(bob.publicKey)
+    expect(await asAlice.open({})).to.equal('opened')
+    expect(await rejection(asBob.open({}))).to.be.instanceOf(RpcError).with.property('code', 'PERMISSION_DENIED')
+
+    // Through a broker: the worker sees the key the broker authenticated.
+    const brokerKeys = curveKeyPair()
+    const workerKeys = curveKeyPair()
+    const broker = new Broker({ heartbeatMs: 200, liveness: 5, curve: { ...brokerKeys, allow: [alice.publicKey, bob.publicKey, workerKeys.publicKey] } })
+    closers.push(() => broker.close())
+    const [brokerEndpoint] = (await broker.bind('tcp://127.0.0.1:*')) as [string]
+    const worker = new RpcServer().implement(Vault, handlers)
+    closers.push(() => worker.close({ timeoutMs: 200 }))
+    await worker.connectBroker(brokerEndpoint, { heartbeatMs: 200, concurrency: 4, curve: { serverKey: brokerKeys.publicKey, ...workerKeys } })
+    await until(() => broker.stats().workers === 1, 5000, 'the worker')
+    const viaAlice = new RpcClient({ broker: brokerEndpoint, timeoutMs: 5000, curve: { serverKey: brokerKeys.publicKey, ...alice } })
+    const viaBob = new RpcClient({ broker: brokerEndpoint, timeoutMs: 5000, curve: { serverKey: brokerKeys.publicKey, ...bob } })
+    closers.push(() => viaAlice.close(), () => viaBob.close())
+    expect(await viaAlice.service(Vault).whoami({})).to.equal(alice.publicKey)
+    expect(await viaBob.service(Vault).whoami({})).to.equal(bob.publicKey)
+    expect(await rejection(viaBob.service(Vault).open({}))).to.have.property('code', 'PERMISSION_DENIED')
+    expect(await viaAlice.service(Vault).open({})).to.equal('opened')
+  })
+
+  it('a forged AUTH (another key, or a proof that does not hold) leaves the caller anonymous and is counted', async () => {
+    const Who = defineService('who', { whoami: { params: Type.Object({}), result: Type.String() } })
+    const srv = new RpcServer({ curve: { ...server } }).implement(Who, { whoami: (_p, ctx) => ctx.peer.publicKey ?? 'anonymous' })
+    closers.push(() => srv.close({ timeoutMs: 200 }))
+    const [endpoint] = (await srv.bind('tcp://127.0.0.1:*')) as [string]
+    // Mallory connects with her own keys but claims alice's key, with the proof she can make (for her own key).
+    const raw = new Dealer({ linger: 0, curveServerKey: server.publicKey, curvePublicKey: mallory.publicKey, curveSecretKey: mallory.secretKey })
+    closers.push(async () => raw.close())
+    raw.connect(endpoint)
+    await raw.send(encodeAuth(z85Decode(alice.publicKey), keyProof(mallory, server.publicKey)))
+    await raw.send(encodeRequest(1, 'who', 'whoami', 5000, null, encodeCbor({})))
+    const [frame] = await raw.receive()
+    const [env] = parseFrame(frame!)
+    expect(decodeCbor((env as { result: Uint8Array }).result)).to.equal('anonymous')
+    expect(srv.stats.input[0]!.badAuth).to.equal(1)
   })
 })
