@@ -2,10 +2,10 @@ import { expect } from 'chai'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { RpcClient, RpcServer } from '../../lib/index.js'
+import { BrokerAdmin, RpcClient, RpcServer } from '../../lib/index.js'
 import { runBroker } from '../../lib/cli/broker.js'
 import { Calc, calcHandlers } from '../helpers/calc.js'
-import { sleep, until } from '../helpers/endpoints.js'
+import { until } from '../helpers/endpoints.js'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -49,7 +49,7 @@ describe('zrpc broker (CLI)', function () {
     const dir = await mkdtemp(join(tmpdir(), 'zrpc-cli-durable-'))
     const endpoint = await deadEndpoint()
     const start = async (): Promise<{ child: ReturnType<typeof spawn>; output: () => string; exited: Promise<unknown[]> }> => {
-      const child = spawn(process.execPath, [BIN, 'broker', '--bind', endpoint, '--heartbeat', '100', '--durable', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+      const child = spawn(process.execPath, [BIN, 'broker', '--bind', endpoint, '--heartbeat', '100', '--request-expiry', '60000', '--durable', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
       let out = ''
       child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk))
       const exited = once(child, 'exit')
@@ -61,7 +61,15 @@ describe('zrpc broker (CLI)', function () {
     let running = await start()
     try {
       const sum = client.service(Calc).add({ a: 40, b: 2 }) // no worker yet: it waits in the broker, on disk
-      await sleep(300)
+      const admin = new RpcClient({ broker: endpoint, timeoutMs: 5000 })
+      try {
+        for (let tries = 0; (await admin.service(BrokerAdmin).services({})).durable?.calls !== 1; tries++) {
+          if (tries > 100) throw new Error('the call never reached the broker’s record')
+          await new Promise((resolve) => setTimeout(resolve, 20))
+        }
+      } finally {
+        await admin.close()
+      }
       running.child.kill('SIGTERM')
       await running.exited
       running = await start()

@@ -45,7 +45,7 @@ describe('a client against a server that breaks the contract', function () {
   })
 
   it('ignores and counts envelopes of an unknown kind, and takes the reply that follows', async () => {
-    answer = (id) => [Buffer.concat([encodeCbor([1, 9, id, 'from the future']), encodeReply(id, encodeCbor(2))])]
+    answer = (id) => [Buffer.concat([encodeCbor([1, 10, id, 'from the future']), encodeReply(id, encodeCbor(2))])]
     expect(await client.service(Calc).add({ a: 1, b: 1 })).to.equal(2)
     expect(client.stats[0]!.unknownKinds).to.equal(1)
     expect(client.stats[0]!.malformed).to.equal(0)

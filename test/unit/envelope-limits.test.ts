@@ -65,7 +65,7 @@ describe('envelope limits: data items in one envelope', () => {
     // REPLY: ends its call INTERNAL.
     expect(one(encodeCbor([1, 1, 7, hex('a0'), tooMany]))).to.deep.include({ kind: 'malformed', id: 7, code: 'INTERNAL' })
     // An unknown kind stays an unknown kind, a client ignores it.
-    expect(one(encodeCbor([1, 9, 7, tooMany]))).to.deep.include({ kind: 'malformed', id: 7, code: 'UNIMPLEMENTED', unknownKind: 9 })
+    expect(one(encodeCbor([1, 10, 7, tooMany]))).to.deep.include({ kind: 'malformed', id: 7, code: 'UNIMPLEMENTED', unknownKind: 10 })
     // Another version: FAILED_PRECONDITION as for any envelope.
     expect(one(encodeCbor([2, 0, 7, tooMany]))).to.deep.include({ kind: 'malformed', id: 7, code: 'FAILED_PRECONDITION' })
     // No readable id: dropped.

@@ -126,7 +126,7 @@ describe('envelopes a peer gets wrong', () => {
   })
 
   it('an unknown message kind is marked unknownKind, so a client can ignore it instead of ending the call', () => {
-    expect(one(hex('83 01 09 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 9 })
+    expect(one(hex('83 01 0a 05'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 10 })
     expect(one(hex('85 01 0f 05 a0 40'))).to.deep.include({ kind: 'malformed', id: 5, code: 'UNIMPLEMENTED', unknownKind: 15 })
     expect(one(hex('83 01 18 64 05'))).to.deep.include({ id: 5, unknownKind: 100 })
     // Not an unknown kind: a kind that is not an unsigned integer, another version, no readable id.
