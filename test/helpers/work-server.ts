@@ -1,10 +1,11 @@
 /**
  * A server process for failover tests: `jobs.work` (idempotent) and `jobs.once` (not idempotent)
  * each tell the parent over IPC when they start a run, so the parent can count runs per request id
- * and per process even when it kills this one with SIGKILL. Reports `{ endpoint }` once bound, and
- * exits on 'stop' or when the parent goes.
+ * and per process even when it kills this one with SIGKILL. Reports `{ endpoint }` once bound (as a
+ * broker worker: the broker's endpoint, once connecting), and exits on 'stop' or when the parent goes.
  *
  *   fork('dist/test/helpers/work-server.js', [bindAddress])
+ *   fork('dist/test/helpers/work-server.js', ['--broker', brokerEndpoint])   // a worker, heartbeat 200 ms × 5
  */
 import { Type } from 'typebox'
 import { RpcServer, defineService } from '../../lib/index.js'
@@ -34,7 +35,14 @@ async function main(): Promise<void> {
     work: ({ id, ms }) => run('work', id, ms),
     once: ({ id, ms }) => run('once', id, ms),
   })
-  const [endpoint] = await server.bind(process.argv[2] ?? 'tcp://127.0.0.1:*')
+  let endpoint: string | undefined
+  if (process.argv[2] === '--broker') {
+    endpoint = process.argv[3]!
+    // The broker's heartbeat in test/helpers/broker-process.ts; credit for several calls at once.
+    await server.connectBroker(endpoint, { heartbeatMs: 200, liveness: 5, concurrency: 4 })
+  } else {
+    ;[endpoint] = await server.bind(process.argv[2] ?? 'tcp://127.0.0.1:*')
+  }
   process.send?.({ endpoint })
   const stop = (): void => void server.close({ timeoutMs: 500 }).then(() => process.exit(0))
   process.on('message', (message) => message === 'stop' && stop())
