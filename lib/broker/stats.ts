@@ -64,6 +64,7 @@ const DROP_REASONS = [
   'unknown-call',
   'unreadable-reply',
   'follow-up-to-plain-worker',
+  'duplicate-id',
 ]
 const REJECT_REASONS = ['queue-full', 'queue-bytes', 'total-bytes', 'unknown-services', 'no-service', 'expired', 'invalid', 'worker-lost', 'bad-reply', 'send-failed']
 
