@@ -816,6 +816,12 @@ export class Broker {
         continue
       }
       const { id, method, metadata, params, window, key } = req.request
+      if (this.workers.holds(worker, req.clientKey, id)) {
+        // The id of a call this worker holds for the same client: the worker would drop it (an answer
+        // would end the first call), and its place in the worker's credit would never come back.
+        this.counters.drop('duplicate-id')
+        continue
+      }
       if (this.clientKeys.size > 0) this.tellWorker(worker, req)
       const frame = left < req.request.timeoutMs ? encodeRequest(id, service, method, left, metadata, params, window, key) : req.frame
       const stored = this.durable?.find(req.clientId === TICKETS_CLIENT ? null : req.clientId, id)
@@ -880,6 +886,9 @@ export class Broker {
           }
           this.refuse(req.clientId, service, req.request.id, 'expired', 'UNAVAILABLE', `no worker for ${service} took the call within ${this.requestExpiryMs} ms`, NOT_STARTED)
         }
+      } else if (this.workers.livePlain(service) === 0) {
+        // Plain requests go only to plain workers: with zrpc workers alone they would wait for ever and fill the queue.
+        for (const _ of this.queues.removeWhere(service, (r) => r.opaque !== undefined && now - r.receivedAt >= this.requestExpiryMs)) this.counters.reject('opaque-expired')
       }
       this.touch(service)
     }

@@ -65,6 +65,7 @@ const DROP_REASONS = [
   'unreadable-reply',
   'follow-up-to-plain-worker',
   'bad-auth',
+  'duplicate-id',
 ]
 const REJECT_REASONS = ['queue-full', 'queue-bytes', 'total-bytes', 'unknown-services', 'no-service', 'expired', 'invalid', 'worker-lost', 'bad-reply', 'send-failed']
 

@@ -210,6 +210,13 @@ export class WorkerRegistry {
     return n
   }
 
+  /** Plain MDP workers of `service` that take new requests: the only ones a plain request can go to. */
+  livePlain(service: string): number {
+    let n = 0
+    for (const w of this.byService.get(service)?.all ?? []) if (!w.draining && !w.extended) n++
+    return n
+  }
+
   /** Workers of `service`, draining ones included. */
   count(service: string): number {
     return this.byService.get(service)?.all.size ?? 0

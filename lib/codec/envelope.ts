@@ -153,6 +153,14 @@ export interface Malformed {
 /** Largest id a peer may use: ids must stay exact in a JavaScript number. */
 export const MAX_ID = Number.MAX_SAFE_INTEGER
 
+/**
+ * An unsigned integer as cbor-x must be given it to write one: it writes numbers of 2^32 and more as
+ * 64-bit floats, which the protocol does not allow for ids and budgets (and the broker, reading
+ * headers only, does not take: the answer to a call with such an id was dropped and its worker's
+ * credit lost). A bigint is written as an unsigned integer.
+ */
+const uint = (n: number): number | bigint => (n < 0x100000000 ? n : BigInt(n))
+
 // REQUEST (without metadata) and REPLY are written by hand (envelope-write.ts): the bytes are the ones
 // cbor-x writes (tests check both).
 
@@ -167,7 +175,7 @@ export function encodeRequest(
   key?: Uint8Array,
 ): Buffer {
   if (metadata !== null) {
-    const items: unknown[] = [PROTOCOL_VERSION, Kind.Request, id, service, method, timeoutMs, metadata, params]
+    const items: unknown[] = [PROTOCOL_VERSION, Kind.Request, uint(id), service, method, uint(timeoutMs), metadata, params]
     if (window !== undefined || key !== undefined) items.push(window ?? null)
     if (key !== undefined) items.push(key)
     return encodeCbor(items)
@@ -186,23 +194,23 @@ export function encodeReply(id: number, result: Uint8Array): Buffer {
 }
 
 export function encodeError(id: number, code: StatusCode, message: string, details?: unknown): Buffer {
-  return encodeCbor([PROTOCOL_VERSION, Kind.Error, id, code, message, details ?? null])
+  return encodeCbor([PROTOCOL_VERSION, Kind.Error, uint(id), code, message, details ?? null])
 }
 
 export function encodeCancel(id: number): Buffer {
-  return encodeCbor([PROTOCOL_VERSION, Kind.Cancel, id])
+  return encodeCbor([PROTOCOL_VERSION, Kind.Cancel, uint(id)])
 }
 
 export function encodePing(id: number): Buffer {
-  return encodeCbor([PROTOCOL_VERSION, Kind.Ping, id])
+  return encodeCbor([PROTOCOL_VERSION, Kind.Ping, uint(id)])
 }
 
 export function encodePong(id: number): Buffer {
-  return encodeCbor([PROTOCOL_VERSION, Kind.Pong, id])
+  return encodeCbor([PROTOCOL_VERSION, Kind.Pong, uint(id)])
 }
 
 export function encodeCredit(id: number, n: number): Buffer {
-  return encodeCbor([PROTOCOL_VERSION, Kind.Credit, id, n])
+  return encodeCbor([PROTOCOL_VERSION, Kind.Credit, uint(id), n])
 }
 
 export function encodeAuth(publicKey: Uint8Array, proof: Uint8Array): Buffer {
@@ -210,7 +218,7 @@ export function encodeAuth(publicKey: Uint8Array, proof: Uint8Array): Buffer {
 }
 
 export function encodeItem(id: number, payload: Uint8Array): Buffer {
-  return encodeCbor([PROTOCOL_VERSION, Kind.Item, id, payload])
+  return encodeCbor([PROTOCOL_VERSION, Kind.Item, uint(id), payload])
 }
 
 /** An unsigned integer up to MAX_ID as a number; cbor-x reads 64-bit heads as bigints, so accept those too. */

@@ -237,6 +237,8 @@ export class BrokerWorker {
         this.reply(route, encodeError(env.id ?? 0, 'INVALID_ARGUMENT', env.kind === 'malformed' ? env.reason : 'expected REQUEST, CANCEL or CREDIT envelopes'))
         continue
       }
+      // The id of this client's call in progress: dropped unanswered (an answer would end that call), and not held.
+      if (this.dispatcher.isDuplicate(route.peer, env.id)) continue
       // A broker that sends more than the credit gets each extra request answered all the same.
       if (this.held.size >= this.options.credit) {
         this.reply(route, encodeError(env.id, 'RESOURCE_EXHAUSTED', `this worker takes ${this.options.credit} requests at once`, { notStarted: true }))

@@ -239,6 +239,17 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * True, and counted in `duplicateIds`, when `peer` has call `id` in progress: a REQUEST with that id
+   * is dropped, as {@link handle} drops it. For a caller that keeps state per request (a broker worker).
+   */
+  isDuplicate(peer: PeerKey, id: number): boolean {
+    const existing = this.peers.get(peer)?.live.get(id)
+    if (existing === undefined || existing.aborted) return false
+    this.counters.duplicateIds++
+    return true
+  }
+
   /** Answers a request that never became a call. */
   private refuse(request: RequestEnvelope, reply: ReplyFn, code: StatusCode, message: string, details?: object): void {
     this.counters.failed++

@@ -94,4 +94,27 @@ describe('plain 7/MDP peers through the zrpc broker', function () {
     const [, , , body] = await client.receive()
     expect(body!.toString()).to.equal('PLAIN TEXT')
   })
+
+  it('lets a plain request wait for a plain worker no longer than requestExpiryMs when the service has only zrpc workers', async () => {
+    // Found by the fuzz suite (test/fuzz/broker.test.ts): plain requests to a service served by zrpc
+    // workers alone never expired (the expiry applied only to a service with no worker at all), so
+    // 8-byte messages from any client filled the service's queue and every typed call after them was
+    // refused RESOURCE_EXHAUSTED, for good.
+    const small = new Broker({ ...HEARTBEAT, maxQueuePerService: 50 })
+    const [at] = (await small.bind('tcp://127.0.0.1:*')) as [string]
+    cleanup.push(() => small.close())
+    const server = new RpcServer().implement(Calc, calcHandlers())
+    await server.connectBroker(at, { ...HEARTBEAT, concurrency: 2 })
+    cleanup.push(() => server.close({ timeoutMs: 200 }))
+    await until(() => small.stats().workers === 1, 5000, 'the zrpc worker')
+    const attacker = new Dealer({ linger: 0 })
+    cleanup.push(() => attacker.close())
+    attacker.connect(at)
+    for (let i = 0; i < 50; i++) await attacker.send([Buffer.alloc(0), Buffer.from('MDPC01'), Buffer.from('calc'), Buffer.from('not zrpc')])
+    await until(() => small.stats().rejected['opaque-expired'] === 50, HEARTBEAT.heartbeatMs * HEARTBEAT.liveness + 2000, 'the plain requests to expire')
+    expect(small.stats().services['calc']?.queued ?? 0).to.equal(0)
+    const client = new RpcClient({ broker: at, timeoutMs: 2000 })
+    cleanup.push(() => client.close())
+    expect(await client.service(Calc).add({ a: 1, b: 2 })).to.equal(3)
+  })
 })

@@ -181,3 +181,34 @@ describe('envelopes a peer gets wrong', () => {
     expect(parseFrame(frame).map((e) => e.kind)).to.deep.equal([Kind.Cancel, 'malformed', Kind.Cancel])
   })
 })
+
+describe('ids and budgets of 2^32 and more', () => {
+  // Found by the fuzz suite (test/fuzz/broker.test.ts): cbor-x writes numbers of 2^32 and more as
+  // 64-bit floats, so every envelope written with it (ERROR, CANCEL, PING, PONG, CREDIT, ITEM, a
+  // REQUEST with metadata) carried such an id as a float, which the protocol does not allow and the
+  // broker (reading headers only) did not take: a worker's ERROR for such a call was dropped, the
+  // caller waited for its deadline, and the worker's credit at the broker was lost for good.
+  it('every encoder writes them as unsigned integers (major type 0, 8-byte argument)', () => {
+    for (const id of [2 ** 32, 2 ** 40, Number.MAX_SAFE_INTEGER]) {
+      const frames = [
+        encodeError(id, 'INTERNAL', 'x'),
+        encodeCancel(id),
+        encodePing(id),
+        encodePong(id),
+        encodeCredit(id, 1),
+        encodeItem(id, Buffer.alloc(1)),
+        encodeReply(id, Buffer.alloc(1)),
+        encodeRequest(id, 'calc', 'add', 1000, null, Buffer.alloc(1)),
+        encodeRequest(id, 'calc', 'add', 1000, { k: 'v' }, Buffer.alloc(1)),
+      ]
+      for (const frame of frames) {
+        expect(frame[3], `id head of ${frame.toString('hex')}`).to.equal(0x1b)
+        expect(parseFrame(frame)[0]).to.include({ id })
+      }
+      const withMetadata = encodeRequest(1, 'calc', 'add', id, { k: 'v' }, Buffer.alloc(1))
+      expect(withMetadata.indexOf(Buffer.from([0x1b]), 3), 'timeoutMs head').to.be.above(0)
+      expect(withMetadata.includes(0xfb), 'no float in the envelope').to.equal(false)
+      expect(parseFrame(withMetadata)[0]).to.include({ timeoutMs: id })
+    }
+  })
+})
