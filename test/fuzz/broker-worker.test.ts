@@ -22,12 +22,18 @@ import { Kind, encodeRequest, parseFrame, readEnvelope, scanFrame, type Envelope
 import { parseWorkerMessage } from '../../patterns/majordomo-protocol.js'
 import { Calc, calcHandlers } from '../helpers/calc.js'
 import { EMPTY, MDPW01, mdpWorkerMessageArb, workerBodyArb } from './arbitraries.js'
-import { CrashWatch, Inbox, RSS_BOUND_MB, RssWatch, bump, eventually, fuzzParameters, reportFuzz } from './harness.js'
+import { CrashWatch, Inbox, RssWatch, bump, eventually, fuzzParameters, reportFuzz } from './harness.js'
 
 const WAIT_MS = 5000
 const CREDIT = 8
 const CLIENTS = ['c1', 'c2', 'c3'].map((c) => Buffer.from(c))
 const MARKER_CLIENT = Buffer.from('marker')
+/**
+ * RSS growth allowed, in MB: above the other targets' 150 because this one feeds ~190 MB of frames
+ * (many-envelope frames among them) and the fake broker parses ~400 000 answers, in this process,
+ * and without --expose-gc (npm test) that garbage is still there at the peak (measured 95-150 MB).
+ */
+const RSS_BOUND_MB = 250
 
 interface Answer {
   readonly client: string
