@@ -56,7 +56,8 @@ describe('zrpc broker (CLI)', function () {
       await until(() => out.includes('listening on'), 10_000, 'broker listening')
       return { child, output: () => out, exited }
     }
-    const client = new RpcClient({ broker: endpoint, timeoutMs: 20_000 })
+    // waitForReady: the client exists before the broker listens; its first attempts are refused.
+    const client = new RpcClient({ broker: endpoint, timeoutMs: 20_000, waitForReady: true })
     const server = new RpcServer().implement(Calc, calcHandlers())
     let running = await start()
     try {
