@@ -2,6 +2,7 @@
  * `zrpc broker`: runs a Majordomo broker for typed RPC in the foreground, one log line per worker
  * joining or leaving, until SIGINT or SIGTERM.
  */
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 
 /** Every maxMessageSize must hold a joined frame (64 KiB, docs/protocol.md). */
@@ -9,7 +10,7 @@ const MIN_MESSAGE_SIZE = 64 * 1024
 
 export const BROKER_USAGE = `usage: zrpc broker [--bind endpoint]... [--heartbeat ms] [--liveness n] [--max-queue n] [--max-queue-bytes n]
                    [--max-total-queue-bytes n] [--max-unknown-services n] [--max-message-size n] [--request-expiry ms]
-                   [--durable dir [--sync always|batch|none]]
+                   [--durable dir [--sync always|batch|none]] [--curve path [--allow file]]
 
 Runs a broker in the foreground until SIGINT or SIGTERM, one line per worker joining or leaving.
 
@@ -24,7 +25,9 @@ Runs a broker in the foreground until SIGINT or SIGTERM, one line per worker joi
   --max-message-size      largest message accepted, in bytes (default 4194304, 4 MiB; at least 65536)
   --request-expiry        ms a request waits for a service with no worker before UNAVAILABLE (default heartbeat x liveness)
   --durable               keep every accepted call on disk in this directory; a broker started again on it goes on where it stopped
-  --sync                  with --durable, when a write counts as done: always (fsync, default), batch (fsync every 10 ms), none (OS cache: survives a crash of the broker, not of the machine)`
+  --sync                  with --durable, when a write counts as done: always (fsync, default), batch (fsync every 10 ms), none (OS cache: survives a crash of the broker, not of the machine)
+  --curve                 CURVE with the key pair that zrpc keygen --out path wrote (path.key and path.pub)
+  --allow                 with --curve, a file of client and worker public keys let in, one a line (read again when it changes)`
 
 /** What the broker command needs from its surroundings; tests pass their own. */
 export interface BrokerCliIo {
@@ -58,6 +61,8 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
         'request-expiry': { type: 'string' },
         durable: { type: 'string' },
         sync: { type: 'string' },
+        curve: { type: 'string' },
+        allow: { type: 'string' },
       },
       strict: true,
     }))
@@ -90,20 +95,41 @@ export async function runBroker(argv: readonly string[], io: BrokerCliIo = proce
     io.error(`zrpc broker: --sync takes always, batch or none, with --durable; got ${JSON.stringify(sync)}${values.durable === undefined ? ' without --durable' : ''}`)
     return 2
   }
+  if (values.allow !== undefined && values.curve === undefined) {
+    io.error('zrpc broker: --allow needs --curve (the broker key pair)')
+    return 2
+  }
+  let curve: { publicKey: string; secretKey: string; allow?: { file: string } } | undefined
+  if (values.curve !== undefined) {
+    try {
+      const read = (file: string): string => readFileSync(file, 'utf8').trim()
+      curve = { publicKey: read(`${values.curve}.pub`), secretKey: read(`${values.curve}.key`), ...(values.allow !== undefined && { allow: { file: values.allow } }) }
+    } catch (err) {
+      io.error(`zrpc broker: cannot read the key pair ${values.curve}.key / .pub: ${(err as Error).message}`)
+      return 2
+    }
+  }
   // Loaded only now: the broker brings in the RPC server and its TypeBox compiler, a quarter second
   // of start-up that --help and a mistyped option should not wait for.
   const { Broker } = await import('../broker/broker.js')
-  const broker = new Broker({
-    ...(numbers['heartbeat'] !== undefined && { heartbeatMs: numbers['heartbeat'] }),
-    ...(numbers['liveness'] !== undefined && { liveness: numbers['liveness'] }),
-    ...(numbers['max-queue'] !== undefined && { maxQueuePerService: numbers['max-queue'] }),
-    ...(numbers['max-queue-bytes'] !== undefined && { maxQueuedBytesPerService: numbers['max-queue-bytes'] }),
-    ...(numbers['max-total-queue-bytes'] !== undefined && { maxQueuedBytes: numbers['max-total-queue-bytes'] }),
-    ...(numbers['max-unknown-services'] !== undefined && { maxUnknownServices: numbers['max-unknown-services'] }),
-    ...(numbers['max-message-size'] !== undefined && { maxMessageSize: numbers['max-message-size'] }),
-    ...(numbers['request-expiry'] !== undefined && { requestExpiryMs: numbers['request-expiry'] }),
-    ...(values.durable !== undefined && { durable: { dir: values.durable, ...(sync !== undefined && { sync: sync as 'always' | 'batch' | 'none' }) } }),
-  })
+  let broker: InstanceType<typeof Broker>
+  try {
+    broker = new Broker({
+      ...(numbers['heartbeat'] !== undefined && { heartbeatMs: numbers['heartbeat'] }),
+      ...(numbers['liveness'] !== undefined && { liveness: numbers['liveness'] }),
+      ...(numbers['max-queue'] !== undefined && { maxQueuePerService: numbers['max-queue'] }),
+      ...(numbers['max-queue-bytes'] !== undefined && { maxQueuedBytesPerService: numbers['max-queue-bytes'] }),
+      ...(numbers['max-total-queue-bytes'] !== undefined && { maxQueuedBytes: numbers['max-total-queue-bytes'] }),
+      ...(numbers['max-unknown-services'] !== undefined && { maxUnknownServices: numbers['max-unknown-services'] }),
+      ...(numbers['max-message-size'] !== undefined && { maxMessageSize: numbers['max-message-size'] }),
+      ...(numbers['request-expiry'] !== undefined && { requestExpiryMs: numbers['request-expiry'] }),
+      ...(values.durable !== undefined && { durable: { dir: values.durable, ...(sync !== undefined && { sync: sync as 'always' | 'batch' | 'none' }) } }),
+      ...(curve !== undefined && { curve, onRefused: (key: string, address: string) => io.print(`refused ${address}: key ${key} is not allowed`) }),
+    })
+  } catch (err) {
+    io.error(`zrpc broker: ${(err as Error).message}`)
+    return 2
+  }
   broker.onWorkerEvent((e) => {
     if (e.service === 'zrpc.broker') return
     io.print(e.kind === 'joined' ? `worker ${e.identity} joined ${e.service}` : `worker ${e.identity} left ${e.service} (${e.reason ?? 'gone'})`)

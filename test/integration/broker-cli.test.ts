@@ -2,11 +2,11 @@ import { expect } from 'chai'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { BrokerAdmin, RpcClient, RpcServer } from '../../lib/index.js'
+import { BrokerAdmin, RpcClient, RpcServer, curveKeyPair } from '../../lib/index.js'
 import { runBroker } from '../../lib/cli/broker.js'
 import { Calc, calcHandlers } from '../helpers/calc.js'
 import { until } from '../helpers/endpoints.js'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { deadEndpoint } from './client-raw-server.js'
@@ -86,6 +86,41 @@ describe('zrpc broker (CLI)', function () {
     }
   })
 
+  it('--curve path --allow file: a CURVE broker from the key pair zrpc keygen writes, letting in only the keys in the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zrpc-cli-curve-'))
+    const brokerKeys = curveKeyPair()
+    const alice = curveKeyPair()
+    const mallory = curveKeyPair()
+    const worker = curveKeyPair()
+    await writeFile(join(dir, 'broker.key'), `${brokerKeys.secretKey}\n`, { mode: 0o600 })
+    await writeFile(join(dir, 'broker.pub'), `${brokerKeys.publicKey}\n`)
+    await writeFile(join(dir, 'allowed'), `${alice.publicKey}\n${worker.publicKey}\n`)
+    const endpoint = await deadEndpoint()
+    const child = spawn(process.execPath, [BIN, 'broker', '--bind', endpoint, '--heartbeat', '100', '--curve', join(dir, 'broker'), '--allow', join(dir, 'allowed')], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk))
+    const exited = once(child, 'exit')
+    const server = new RpcServer().implement(Calc, calcHandlers())
+    const good = new RpcClient({ broker: endpoint, timeoutMs: 5000, waitForReady: true, curve: { serverKey: brokerKeys.publicKey, ...alice } })
+    const bad = new RpcClient({ broker: endpoint, timeoutMs: 5000, curve: { serverKey: brokerKeys.publicKey, ...mallory } })
+    try {
+      await until(() => out.includes('listening on'), 10_000, 'broker listening')
+      await server.connectBroker(endpoint, { heartbeatMs: 100, curve: { serverKey: brokerKeys.publicKey, ...worker } })
+      await until(() => out.includes('joined calc'), 5000, 'the worker')
+      expect(await good.service(Calc).add({ a: 1, b: 2 })).to.equal(3)
+      const err = await bad.service(Calc).add({ a: 1, b: 2 }).then(() => undefined, (e: unknown) => e)
+      expect(err).to.have.property('code', 'UNAUTHENTICATED')
+      await until(() => out.includes(`key ${mallory.publicKey} is not allowed`), 2000, 'the refusal logged')
+    } finally {
+      await good.close()
+      await bad.close()
+      await server.close({ timeoutMs: 200 })
+      child.kill('SIGTERM')
+      await exited
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it('refuses bad options with exit code 2, on the error writer, not the output', async () => {
     const printed: string[] = []
     const errors: string[] = []
@@ -100,6 +135,9 @@ describe('zrpc broker (CLI)', function () {
     expect(await runBroker(['--sync', 'always'], io)).to.equal(2)
     expect(await runBroker(['--durable', '/tmp/x', '--sync', 'sometimes'], io)).to.equal(2)
     expect(errors.join('\n')).to.include('--sync takes always, batch or none, with --durable')
+    expect(await runBroker(['--allow', '/tmp/x'], io)).to.equal(2)
+    expect(await runBroker(['--curve', '/nonexistent/zrpc-key'], io)).to.equal(2)
+    expect(errors.join('\n')).to.include('--allow needs --curve').and.include('cannot read the key pair /nonexistent/zrpc-key.key')
     expect(printed).to.deep.equal([])
   })
 
