@@ -23,7 +23,6 @@
  * const broker = new Broker({ heartbeatMs: 2500, liveness: 3, maxQueuedBytes: 256 * 1024 * 1024 })
  * const [endpoint] = await broker.bind('tcp://127.0.0.1:*')
  */
-import { randomBytes } from 'node:crypto'
 import { Command, MDPC01, MMI_PREFIX, isHeader, parseClientMessage, parseWorkerMessage } from '../../patterns/majordomo-protocol.js'
 import type { CborLimits } from '../codec/cbor.js'
 import { Kind, MAX_ID, encodeAuth, encodeCancel, encodeError, encodeRequest, readEnvelope, readEnvelopeWithCbor, scanFrame, type FrameScan, type RequestEnvelope } from '../codec/envelope.js'
@@ -36,7 +35,7 @@ import { TransportSocket } from '../transport/socket.js'
 import { BrokerAdmin } from './admin.js'
 import { adminDispatcher } from './admin-service.js'
 import { BrokerQueue, queueDispatcher, type SubmitParams, type TicketView } from './queue-service.js'
-import { TICKET_DEFAULTS, Tickets, type Ticket, type TicketOutcome } from './tickets.js'
+import { TICKET_DEFAULTS, Tickets, newTicketId, type Ticket, type TicketOutcome } from './tickets.js'
 import { DurableCalls, type DurableEntry, type DurableOptions, type DurableStats } from './durable.js'
 import type { CurveOptions } from '../transport/curve.js'
 import { SocketSecurity } from '../transport/security.js'
@@ -445,7 +444,7 @@ export class Broker {
     const full = this.tickets.refusal()
     if (full !== undefined) return Promise.reject(new RpcError('RESOURCE_EXHAUSTED', full, NOT_STARTED))
     const id = ++this.lastTicketCallId
-    const ticketId = randomTicket()
+    const ticketId = newTicketId()
     const key = idempotent === true ? Buffer.from(ticketId, 'hex') : undefined
     const frame = encodeRequest(id, service, method, timeoutMs, metadata ?? null, params.params, undefined, key)
     const request: RequestEnvelope = { kind: Kind.Request, id, service, method, timeoutMs, metadata: metadata ?? null, params: params.params, ...(key !== undefined && { key }) }
@@ -966,11 +965,6 @@ function lostAtRestart(id: number): Buffer {
 /** A routing id as the broker's maps key it. */
 function keyFor(client: Uint8Array): string {
   return Buffer.from(client.buffer, client.byteOffset, client.byteLength).toString('latin1')
-}
-
-/** A ticket: 16 random bytes in hex, not guessable (anyone holding it may collect or cancel). */
-function randomTicket(): string {
-  return randomBytes(16).toString('hex')
 }
 
 /** What status and collect say of a ticket (unknown: never issued, collected, or past its retention). */

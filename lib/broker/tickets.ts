@@ -85,7 +85,7 @@ export class Tickets {
   }
 
   /** A new ticket for the call the broker is about to queue as `callId`; `id` given when restored from disk. */
-  create(service: string, method: string, callId: number, now: number, id: string = randomBytes(16).toString('hex')): Ticket {
+  create(service: string, method: string, callId: number, now: number, id: string = newTicketId()): Ticket {
     const ticket: Ticket = { id, service, method, callId, submittedAt: now, state: 'queued', finishedAt: 0, outcome: undefined, waiters: new Set() }
     this.byId.set(id, ticket)
     this.byCall.set(callId, ticket)
@@ -135,6 +135,11 @@ export class Tickets {
   list(): TicketSummary[] {
     return [...this.byId.values()].map(({ id, service, method, state, submittedAt, finishedAt }) => ({ ticket: id, service, method, state, submittedAt, finishedAt }))
   }
+}
+
+/** A ticket: 16 random bytes in hex, not guessable (anyone holding it may collect or cancel). */
+export function newTicketId(): string {
+  return randomBytes(16).toString('hex')
 }
 
 function outcomeBytes(outcome: TicketOutcome): number {
